@@ -1,0 +1,253 @@
+//! Gradients returned by [`crate::Tape::backward`]: dense for ordinary parameters and leaves,
+//! row-sparse for embedding tables reached only through [`crate::Var::gather_rows`].
+
+use crate::param::{Param, ParamId};
+use crate::{Tensor, Var};
+use ndarray::{Array2, ArrayView2, Axis, IxDyn};
+use std::collections::BTreeMap;
+
+/// A row-sparse gradient of a 2-D parameter: the rows that received gradient and their values.
+///
+/// After [`crate::Tape::backward`] the indices are sorted and unique (duplicates summed in a
+/// fixed order), so optimizers can update exactly these rows — see the lazy semantics in
+/// [`crate::optim`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowGrad {
+    num_rows: usize,
+    dim: usize,
+    indices: Vec<usize>,
+    values: Vec<f32>,
+}
+
+impl RowGrad {
+    pub(crate) fn new(num_rows: usize, dim: usize) -> Self {
+        RowGrad {
+            num_rows,
+            dim,
+            indices: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push_rows(&mut self, rows: &[usize], values: ArrayView2<'_, f32>) {
+        assert_eq!(
+            values.shape(),
+            &[rows.len(), self.dim],
+            "RowGrad::push_rows: values shape {:?} vs {} rows of width {}",
+            values.shape(),
+            rows.len(),
+            self.dim
+        );
+        self.indices.extend_from_slice(rows);
+        match values.as_slice() {
+            Some(s) => self.values.extend_from_slice(s),
+            None => self.values.extend(values.iter().copied()),
+        }
+    }
+
+    /// Sorts the rows and sums duplicates (deterministic: stable order of contributions).
+    pub(crate) fn coalesce(&mut self) {
+        let dim = self.dim;
+        let mut order: Vec<usize> = (0..self.indices.len()).collect();
+        order.sort_by_key(|&i| self.indices[i]);
+        let mut indices = Vec::with_capacity(order.len());
+        let mut values: Vec<f32> = Vec::with_capacity(self.values.len());
+        for &i in &order {
+            let src = &self.values[i * dim..(i + 1) * dim];
+            if indices.last() == Some(&self.indices[i]) {
+                let start = values.len() - dim;
+                for (d, s) in values[start..].iter_mut().zip(src) {
+                    *d += s;
+                }
+            } else {
+                indices.push(self.indices[i]);
+                values.extend_from_slice(src);
+            }
+        }
+        self.indices = indices;
+        self.values = values;
+    }
+
+    /// Number of rows of the full parameter.
+    pub fn num_rows(&self) -> usize {
+        self.num_rows
+    }
+
+    /// Row width.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The rows that received gradient (sorted, unique after backward).
+    pub fn indices(&self) -> &[usize] {
+        &self.indices
+    }
+
+    /// The gradient rows, `[indices.len(), dim]`.
+    pub fn values(&self) -> ArrayView2<'_, f32> {
+        ArrayView2::from_shape((self.indices.len(), self.dim), &self.values)
+            .expect("RowGrad values are indices.len() × dim")
+    }
+
+    /// Mutable gradient rows, `[indices.len(), dim]`.
+    pub fn values_mut(&mut self) -> ndarray::ArrayViewMut2<'_, f32> {
+        ndarray::ArrayViewMut2::from_shape((self.indices.len(), self.dim), &mut self.values)
+            .expect("RowGrad values are indices.len() × dim")
+    }
+
+    /// The equivalent dense `[num_rows, dim]` gradient.
+    pub fn to_dense(&self) -> Tensor {
+        let mut dense = Array2::<f32>::zeros((self.num_rows, self.dim));
+        for (&r, src) in self.indices.iter().zip(self.values().outer_iter()) {
+            let mut dst = dense.index_axis_mut(Axis(0), r);
+            dst += &src;
+        }
+        dense.into_dyn()
+    }
+}
+
+/// The gradient of one parameter or leaf.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Grad {
+    /// A full gradient with the parameter's shape.
+    Dense(Tensor),
+    /// Only the touched rows of a 2-D parameter (an embedding table).
+    Rows(RowGrad),
+}
+
+impl Grad {
+    /// Converts (if needed) to a dense gradient in place and returns it.
+    pub(crate) fn make_dense(&mut self) -> &mut Tensor {
+        if let Grad::Rows(rg) = self {
+            *self = Grad::Dense(rg.to_dense());
+        }
+        match self {
+            Grad::Dense(t) => t,
+            Grad::Rows(_) => unreachable!("converted above"),
+        }
+    }
+
+    /// The dense gradient (densifying a row gradient).
+    pub fn into_dense(self) -> Tensor {
+        match self {
+            Grad::Dense(t) => t,
+            Grad::Rows(rg) => rg.to_dense(),
+        }
+    }
+
+    /// A dense copy of the gradient.
+    pub fn to_dense(&self) -> Tensor {
+        match self {
+            Grad::Dense(t) => t.clone(),
+            Grad::Rows(rg) => rg.to_dense(),
+        }
+    }
+
+    pub(crate) fn coalesced(mut self) -> Self {
+        if let Grad::Rows(rg) = &mut self {
+            rg.coalesce();
+        }
+        self
+    }
+
+    /// Sum of squares of the stored entries (f64 accumulation, fixed order).
+    pub fn sum_squares(&self) -> f64 {
+        let it: Box<dyn Iterator<Item = &f32>> = match self {
+            Grad::Dense(t) => Box::new(t.iter()),
+            Grad::Rows(rg) => Box::new(rg.values.iter()),
+        };
+        it.map(|&x| f64::from(x) * f64::from(x)).sum()
+    }
+
+    /// Multiplies every stored entry by `s`.
+    pub fn scale(&mut self, s: f32) {
+        match self {
+            Grad::Dense(t) => t.mapv_inplace(|x| x * s),
+            Grad::Rows(rg) => rg.values.iter_mut().for_each(|x| *x *= s),
+        }
+    }
+}
+
+/// The gradients produced by one backward pass, keyed by parameter and by leaf.
+///
+/// Iteration over parameters is in [`ParamId`] order (creation order), so reductions such as
+/// [`Gradients::global_norm`] are deterministic.
+#[derive(Debug, Clone, Default)]
+pub struct Gradients {
+    params: BTreeMap<ParamId, Grad>,
+    leaves: BTreeMap<usize, Tensor>,
+    param_node: BTreeMap<usize, ParamId>,
+}
+
+impl Gradients {
+    pub(crate) fn insert_param(&mut self, pid: ParamId, node: usize, g: Grad) {
+        self.params.insert(pid, g);
+        self.param_node.insert(node, pid);
+    }
+
+    pub(crate) fn insert_leaf(&mut self, node: usize, g: Tensor) {
+        self.leaves.insert(node, g);
+    }
+
+    /// The gradient of a parameter, if it was used on the tape and received one.
+    pub fn param(&self, param: &Param) -> Option<&Grad> {
+        self.params.get(&param.id())
+    }
+
+    /// Mutable access to a parameter's gradient.
+    pub fn param_mut(&mut self, param: &Param) -> Option<&mut Grad> {
+        self.params.get_mut(&param.id())
+    }
+
+    /// The dense gradient of a parameter (densifying a row gradient).
+    pub fn param_dense(&self, param: &Param) -> Option<Tensor> {
+        self.param(param).map(Grad::to_dense)
+    }
+
+    /// The dense gradient of a leaf or parameter `Var` of the tape that produced these gradients.
+    pub fn wrt(&self, var: Var<'_>) -> Option<Tensor> {
+        if let Some(t) = self.leaves.get(&var.id) {
+            return Some(t.clone());
+        }
+        self.param_node
+            .get(&var.id)
+            .and_then(|pid| self.params.get(pid))
+            .map(Grad::to_dense)
+    }
+
+    /// Number of parameters with a gradient.
+    pub fn num_params(&self) -> usize {
+        self.params.len()
+    }
+
+    /// The L2 norm of all parameter gradients together.
+    pub fn global_norm(&self) -> f32 {
+        self.params.values().map(Grad::sum_squares).sum::<f64>().sqrt() as f32
+    }
+
+    /// Scales all parameter gradients so their global L2 norm is at most `max_norm`; returns
+    /// the norm before clipping. A non-finite norm is returned unchanged and nothing is scaled
+    /// (the trainer's divergence guard reports it).
+    ///
+    /// # Panics
+    /// If `max_norm` is not positive.
+    pub fn clip_global_norm(&mut self, max_norm: f32) -> f32 {
+        assert!(max_norm > 0.0, "clip_global_norm: max_norm must be > 0, got {max_norm}");
+        let norm = self.global_norm();
+        if norm.is_finite() && norm > max_norm {
+            let s = max_norm / norm;
+            self.params.values_mut().for_each(|g| g.scale(s));
+        }
+        norm
+    }
+
+    /// Whether every stored gradient entry is finite.
+    pub fn all_finite(&self) -> bool {
+        self.params.values().all(|g| g.sum_squares().is_finite())
+    }
+}
+
+/// A zero dense gradient of the given shape (helper for tests and optimizers).
+pub(crate) fn zeros(shape: &[usize]) -> Tensor {
+    Tensor::zeros(IxDyn(shape))
+}

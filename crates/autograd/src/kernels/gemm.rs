@@ -1,0 +1,144 @@
+//! The single-precision matrix multiply behind every matmul, on the `gemm` crate.
+//!
+//! Operands are [`ArrayView2`]s with arbitrary strides, so a transposed operand is just a
+//! view (`a.t()`), never a copy. Large products use the rayon pool through `gemm`'s own
+//! parallelism; small ones (and calls made from inside a parallel loop, e.g. per attention
+//! head) run on the calling thread. `gemm` splits the output (rows/columns) across threads and
+//! keeps the inner `k` loop on one thread, so the sum order — hence the result — is the same
+//! for every thread count.
+
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+/// Products with fewer multiply-adds than this run single-threaded.
+pub const PAR_MIN_FLOPS: usize = 1 << 18;
+
+/// Whether [`sgemm`] may use the thread pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threading {
+    /// Use the rayon pool for large products.
+    Auto,
+    /// Stay on the calling thread (inside an outer parallel loop).
+    Serial,
+}
+
+/// `c = a · b` (or `c += a · b` when `accumulate`).
+///
+/// # Panics
+/// If the shapes are not `[m, k] · [k, n] → [m, n]`.
+pub fn sgemm(
+    mut c: ArrayViewMut2<'_, f32>,
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    accumulate: bool,
+    threading: Threading,
+) {
+    let (m, k) = a.dim();
+    let (k2, n) = b.dim();
+    assert!(
+        k == k2 && c.dim() == (m, n),
+        "sgemm: shapes a {:?} · b {:?} → c {:?} do not match",
+        a.shape(),
+        b.shape(),
+        c.shape()
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c.fill(0.0);
+        }
+        return;
+    }
+    let parallelism = match threading {
+        Threading::Auto
+            if m * n * k >= PAR_MIN_FLOPS && rayon::current_num_threads() > 1 =>
+        {
+            gemm::Parallelism::Rayon(rayon::current_num_threads())
+        }
+        _ => gemm::Parallelism::None,
+    };
+    let (c_rs, c_cs) = (c.strides()[0], c.strides()[1]);
+    let (a_rs, a_cs) = (a.strides()[0], a.strides()[1]);
+    let (b_rs, b_cs) = (b.strides()[0], b.strides()[1]);
+    #[allow(unsafe_code)]
+    // SAFETY: the pointers come from live ndarray views whose dimensions were checked above
+    // (m×k, k×n, m×n) and whose strides are passed unchanged, so every address gemm forms
+    // lies inside its view; `c` is a unique mutable view, so dst aliases neither lhs nor rhs.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            c_cs,
+            c_rs,
+            accumulate,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array2, linalg::general_mat_mul};
+
+    fn naive(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>) -> Array2<f32> {
+        let mut c = Array2::zeros((a.nrows(), b.ncols()));
+        general_mat_mul(1.0, &a, &b, 0.0, &mut c);
+        c
+    }
+
+    fn filled(r: usize, c: usize, seed: f32) -> Array2<f32> {
+        Array2::from_shape_fn((r, c), |(i, j)| ((i * 31 + j * 17) as f32 * seed).sin())
+    }
+
+    #[test]
+    fn matches_reference_with_transposed_views() {
+        for &(m, k, n) in &[(1, 1, 1), (3, 5, 2), (37, 64, 19), (128, 96, 70)] {
+            let a = filled(m, k, 0.37);
+            let b = filled(k, n, 0.11);
+            let at = a.t().to_owned(); // [k, m] storage, used through a transposed view
+            let bt = b.t().to_owned();
+            let want = naive(a.view(), b.view());
+            for (av, bv) in [
+                (a.view(), b.view()),
+                (at.t(), b.view()),
+                (a.view(), bt.t()),
+                (at.t(), bt.t()),
+            ] {
+                let mut c = Array2::zeros((m, n));
+                sgemm(c.view_mut(), av, bv, false, Threading::Auto);
+                for (x, y) in c.iter().zip(want.iter()) {
+                    assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{m}x{k}x{n}: {x} vs {y}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn accumulates_and_handles_empty_inner_dimension() {
+        let a = filled(4, 3, 0.5);
+        let b = filled(3, 2, 0.25);
+        let mut c = Array2::from_elem((4, 2), 1.0_f32);
+        sgemm(c.view_mut(), a.view(), b.view(), true, Threading::Serial);
+        let want = naive(a.view(), b.view()) + 1.0;
+        assert!(c.iter().zip(want.iter()).all(|(x, y)| (x - y).abs() < 1e-5));
+
+        let mut c = Array2::from_elem((4, 2), 7.0_f32);
+        sgemm(c.view_mut(), Array2::zeros((4, 0)).view(), Array2::zeros((0, 2)).view(), false, Threading::Auto);
+        assert!(c.iter().all(|&x| x == 0.0));
+    }
+}

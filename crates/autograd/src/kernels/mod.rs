@@ -1,0 +1,92 @@
+//! Low-level kernels shared by the ops: the matrix multiply and parallel element-wise loops.
+//!
+//! Element-wise loops run serially below [`PAR_MIN_LEN`] elements and with rayon above it. Each
+//! output element is computed by exactly one closure call, so results do not depend on how
+//! rayon splits the work (bit-identical across thread counts). Reductions that cross elements
+//! are written with a fixed split (see the reduce ops) for the same reason.
+
+pub mod gemm;
+
+use crate::Tensor;
+use ndarray::{ArrayViewD, Zip};
+
+/// Below this many elements an element-wise loop runs on the calling thread.
+pub const PAR_MIN_LEN: usize = 1 << 15;
+
+/// Whether a loop over `len` elements should be split across the rayon pool.
+pub fn use_parallel(len: usize) -> bool {
+    len >= PAR_MIN_LEN && rayon::current_num_threads() > 1
+}
+
+/// `dst += src` (same shapes; `src` may be any layout).
+///
+/// # Panics
+/// If the shapes differ.
+pub fn add_assign(dst: &mut Tensor, src: &ArrayViewD<'_, f32>) {
+    assert_eq!(
+        dst.shape(),
+        src.shape(),
+        "add_assign: destination shape {:?} vs source shape {:?}",
+        dst.shape(),
+        src.shape()
+    );
+    let z = Zip::from(dst).and(src);
+    if use_parallel(src.len()) {
+        z.par_for_each(|d, &s| *d += s);
+    } else {
+        z.for_each(|d, &s| *d += s);
+    }
+}
+
+/// `f` applied to every element of `a`, into a new standard-layout tensor.
+pub fn map1(a: &ArrayViewD<'_, f32>, f: impl Fn(f32) -> f32 + Sync + Send) -> Tensor {
+    let z = Zip::from(a);
+    if use_parallel(a.len()) {
+        z.par_map_collect(|&x| f(x))
+    } else {
+        z.map_collect(|&x| f(x))
+    }
+}
+
+/// `f` applied to corresponding elements of two same-shape views.
+///
+/// # Panics
+/// If the shapes differ.
+pub fn map2(
+    a: &ArrayViewD<'_, f32>,
+    b: &ArrayViewD<'_, f32>,
+    f: impl Fn(f32, f32) -> f32 + Sync + Send,
+) -> Tensor {
+    assert_eq!(a.shape(), b.shape(), "map2: shapes {:?} vs {:?}", a.shape(), b.shape());
+    let z = Zip::from(a).and(b);
+    if use_parallel(a.len()) {
+        z.par_map_collect(|&x, &y| f(x, y))
+    } else {
+        z.map_collect(|&x, &y| f(x, y))
+    }
+}
+
+/// `f` applied to corresponding elements of three same-shape views.
+///
+/// # Panics
+/// If the shapes differ.
+pub fn map3(
+    a: &ArrayViewD<'_, f32>,
+    b: &ArrayViewD<'_, f32>,
+    c: &ArrayViewD<'_, f32>,
+    f: impl Fn(f32, f32, f32) -> f32 + Sync + Send,
+) -> Tensor {
+    assert!(
+        a.shape() == b.shape() && b.shape() == c.shape(),
+        "map3: shapes {:?}, {:?}, {:?}",
+        a.shape(),
+        b.shape(),
+        c.shape()
+    );
+    let z = Zip::from(a).and(b).and(c);
+    if use_parallel(a.len()) {
+        z.par_map_collect(|&x, &y, &w| f(x, y, w))
+    } else {
+        z.map_collect(|&x, &y, &w| f(x, y, w))
+    }
+}

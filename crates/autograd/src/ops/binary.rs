@@ -1,0 +1,209 @@
+//! Broadcasting element-wise arithmetic: `add`, `sub`, `mul`, `div` (and the `+ - * /`
+//! operators on [`Var`]).
+
+use super::broadcast::{broadcast_shape, reduce_to};
+use crate::kernels::{map2, use_parallel};
+use crate::tape::{BackwardOp, GradSink};
+use crate::{Tensor, Var};
+use ndarray::{IxDyn, Zip};
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Add => "add",
+            Kind::Sub => "sub",
+            Kind::Mul => "mul",
+            Kind::Div => "div",
+        }
+    }
+
+    fn apply(self, x: f32, y: f32) -> f32 {
+        match self {
+            Kind::Add => x + y,
+            Kind::Sub => x - y,
+            Kind::Mul => x * y,
+            Kind::Div => x / y,
+        }
+    }
+}
+
+fn forward(kind: Kind, a: &Tensor, b: &Tensor) -> Tensor {
+    if a.shape() == b.shape() {
+        return map2(&a.view(), &b.view(), move |x, y| kind.apply(x, y));
+    }
+    let shape = broadcast_shape(a.shape(), b.shape(), kind.name());
+    let av = a.broadcast(IxDyn(&shape)).expect("broadcast shape checked");
+    let bv = b.broadcast(IxDyn(&shape)).expect("broadcast shape checked");
+    let z = Zip::from(&av).and(&bv);
+    if use_parallel(av.len()) {
+        z.par_map_collect(move |&x, &y| kind.apply(x, y))
+    } else {
+        z.map_collect(move |&x, &y| kind.apply(x, y))
+    }
+}
+
+struct BinaryBackward {
+    kind: Kind,
+    a: usize,
+    b: usize,
+    a_val: Arc<Tensor>,
+    b_val: Arc<Tensor>,
+}
+
+impl BackwardOp for BinaryBackward {
+    fn backward(&self, g: &Tensor, sink: &mut GradSink<'_>) {
+        let (a, b) = (&*self.a_val, &*self.b_val);
+        let out_shape = g.shape();
+        fn bview<'a>(t: &'a Tensor, shape: &[usize]) -> ndarray::ArrayViewD<'a, f32> {
+            t.broadcast(IxDyn(shape)).expect("broadcast at forward")
+        }
+        if sink.wants(self.a) {
+            let da = match self.kind {
+                Kind::Add | Kind::Sub => reduce_to(g.view(), a.shape()),
+                Kind::Mul => reduce_to(map2(&g.view(), &bview(b, out_shape), |g, y| g * y).view(), a.shape()),
+                Kind::Div => reduce_to(map2(&g.view(), &bview(b, out_shape), |g, y| g / y).view(), a.shape()),
+            };
+            sink.add(self.a, da);
+        }
+        if sink.wants(self.b) {
+            let db = match self.kind {
+                Kind::Add => reduce_to(g.view(), b.shape()),
+                Kind::Sub => reduce_to(g.view(), b.shape()).mapv_into(|x| -x),
+                Kind::Mul => reduce_to(map2(&g.view(), &bview(a, out_shape), |g, x| g * x).view(), b.shape()),
+                Kind::Div => {
+                    let (av, bv) = (bview(a, out_shape), bview(b, out_shape));
+                    let t = Zip::from(g).and(&av).and(&bv).map_collect(|&g, &x, &y| -g * x / (y * y));
+                    reduce_to(t.view(), b.shape())
+                }
+            };
+            sink.add(self.b, db);
+        }
+    }
+}
+
+fn binary<'t>(kind: Kind, a: Var<'t>, b: Var<'t>) -> Var<'t> {
+    a.same_tape(&b, kind.name());
+    let (a_val, b_val) = (a.value(), b.value());
+    let out = forward(kind, &a_val, &b_val);
+    a.tape.record(&[a, b], out, || BinaryBackward {
+        kind,
+        a: a.id,
+        b: b.id,
+        a_val,
+        b_val,
+    })
+}
+
+impl<'t> Var<'t> {
+    /// `self + other`, broadcasting.
+    ///
+    /// # Shapes
+    /// Any two broadcast-compatible shapes → their broadcast shape.
+    ///
+    /// # Panics
+    /// If the shapes cannot be broadcast together.
+    pub fn add(self, other: Var<'t>) -> Var<'t> {
+        binary(Kind::Add, self, other)
+    }
+
+    /// `self - other`, broadcasting (see [`Var::add`]).
+    ///
+    /// # Panics
+    /// If the shapes cannot be broadcast together.
+    pub fn sub(self, other: Var<'t>) -> Var<'t> {
+        binary(Kind::Sub, self, other)
+    }
+
+    /// `self * other` element-wise, broadcasting (see [`Var::add`]).
+    ///
+    /// # Panics
+    /// If the shapes cannot be broadcast together.
+    pub fn mul(self, other: Var<'t>) -> Var<'t> {
+        binary(Kind::Mul, self, other)
+    }
+
+    /// `self / other` element-wise, broadcasting (see [`Var::add`]).
+    ///
+    /// # Panics
+    /// If the shapes cannot be broadcast together.
+    pub fn div(self, other: Var<'t>) -> Var<'t> {
+        binary(Kind::Div, self, other)
+    }
+}
+
+macro_rules! impl_operator {
+    ($trait:ident, $method:ident) => {
+        impl<'t> std::ops::$trait for Var<'t> {
+            type Output = Var<'t>;
+            fn $method(self, rhs: Var<'t>) -> Var<'t> {
+                Var::$method(self, rhs)
+            }
+        }
+    };
+}
+impl_operator!(Add, add);
+impl_operator!(Sub, sub);
+impl_operator!(Mul, mul);
+impl_operator!(Div, div);
+
+#[cfg(test)]
+mod tests {
+    use crate::gradcheck::{assert_gradients, randn};
+    use crate::Tape;
+    use ndarray::array;
+
+    #[test]
+    fn values_broadcast() {
+        let tape = Tape::new();
+        let a = tape.constant(array![[1.0_f32, 2.0], [3.0, 4.0]].into_dyn());
+        let b = tape.constant(array![10.0_f32, 20.0].into_dyn());
+        assert_eq!(*(a + b).value(), array![[11.0_f32, 22.0], [13.0, 24.0]].into_dyn());
+        assert_eq!(*(a - b).value(), array![[-9.0_f32, -18.0], [-7.0, -16.0]].into_dyn());
+        assert_eq!(*(a * b).value(), array![[10.0_f32, 40.0], [30.0, 80.0]].into_dyn());
+        assert_eq!(*(b / a).value(), array![[10.0_f32, 10.0], [10.0 / 3.0, 5.0]].into_dyn());
+    }
+
+    #[test]
+    fn gradients_same_shape_and_broadcast() {
+        for (sa, sb) in [
+            (vec![3, 4], vec![3, 4]),
+            (vec![3, 4], vec![4]),
+            (vec![2, 1, 4], vec![3, 1]),
+            (vec![1], vec![2, 3]),
+            (vec![1, 5], vec![1, 5]),
+        ] {
+            let a = randn(&sa, 1);
+            let b = randn(&sb, 2).mapv(|x| x.abs() + 0.5); // keep divisors away from 0
+            assert_gradients(&[a.clone(), b.clone()], |_, v| v[0] + v[1]);
+            assert_gradients(&[a.clone(), b.clone()], |_, v| v[0] - v[1]);
+            assert_gradients(&[a.clone(), b.clone()], |_, v| v[0] * v[1]);
+            assert_gradients(&[a.clone(), b.clone()], |_, v| v[0] / v[1]);
+        }
+    }
+
+    #[test]
+    fn constants_record_nothing() {
+        let tape = Tape::new();
+        let a = tape.constant(array![1.0_f32].into_dyn());
+        let c = a * a + a;
+        assert!(!c.requires_grad());
+    }
+
+    #[test]
+    #[should_panic(expected = "mul: shapes [2, 3] and [2] cannot be broadcast together")]
+    fn mismatched_shapes_panic_naming_both() {
+        let tape = Tape::new();
+        let a = tape.constant(ndarray::Array2::<f32>::zeros((2, 3)).into_dyn());
+        let b = tape.constant(ndarray::Array1::<f32>::zeros(2).into_dyn());
+        let _ = a * b;
+    }
+}

@@ -1,0 +1,6 @@
+//! The differentiable ops, one family per file, each with its forward, its backward and its
+//! gradient-check tests. Ops are methods on [`crate::Var`].
+
+mod binary;
+pub(crate) mod broadcast;
+mod matmul;
