@@ -28,11 +28,13 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod checkpoint;
 pub mod error;
 pub mod gradcheck;
 pub mod grads;
 pub mod kernels;
 pub mod ops;
+pub mod optim;
 pub mod parallel;
 pub mod param;
 pub mod tape;

@@ -3,4 +3,13 @@
 
 mod binary;
 pub(crate) mod broadcast;
+mod dropout;
+mod gather;
+mod layer_norm;
 mod matmul;
+mod reduce;
+mod scalar;
+mod select;
+mod shape;
+mod softmax;
+mod unary;
