@@ -1,1 +1,117 @@
-fn main() {}
+//! Kernel benchmarks at the reference configuration's shapes (SPEC §5).
+//!
+//! Throughput is reported in FLOP/s (criterion's "elements" = floating-point operations), so
+//! the numbers read directly as GFLOP/s. `docs/performance.md` records them against this
+//! machine's measured sgemm and FMA peaks.
+//!
+//! Run: `cargo bench -p closeup-autograd --bench kernels`
+
+use closeup_autograd::gradcheck::randn;
+use closeup_autograd::kernels::gemm::{Threading, sgemm};
+use closeup_autograd::{Tape, Tensor};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use ndarray::{Array2, Ix2, linalg::general_mat_mul};
+use std::hint::black_box;
+
+fn mat(r: usize, c: usize, seed: u64) -> Array2<f32> {
+    randn(&[r, c], seed).into_dimensionality::<Ix2>().expect("2-D")
+}
+
+/// Dense products of the MMoE and the transformer at batch 256: our `gemm`-crate kernel against
+/// ndarray's default (`matrixmultiply`).
+fn matmul(c: &mut Criterion) {
+    let mut g = c.benchmark_group("matmul");
+    let shapes = [
+        (256, 224, 256, "expert L1 256x224x256"),
+        (256, 480, 256, "tower/brief 256x480x256"),
+        (25600, 64, 192, "QKV 25600x64x192"),
+        (25600, 64, 256, "FFN1 25600x64x256"),
+    ];
+    for (m, k, n, name) in shapes {
+        let (a, b) = (mat(m, k, 1), mat(k, n, 2));
+        let bt = b.t().to_owned(); // weights stored [out, in]: used as a transposed view
+        let mut out = Array2::<f32>::zeros((m, n));
+        g.throughput(Throughput::Elements((2 * m * k * n) as u64));
+        g.bench_function(BenchmarkId::new("gemm", name), |bench| {
+            bench.iter(|| sgemm(out.view_mut(), a.view(), b.view(), false, Threading::Auto))
+        });
+        g.bench_function(BenchmarkId::new("gemm x·Wᵀ view", name), |bench| {
+            bench.iter(|| sgemm(out.view_mut(), a.view(), bt.t(), false, Threading::Auto))
+        });
+        g.bench_function(BenchmarkId::new("matrixmultiply", name), |bench| {
+            bench.iter(|| general_mat_mul(1.0, &a, &b, 0.0, &mut out))
+        });
+    }
+    g.finish();
+}
+
+/// Attention at batch 256, 4 heads, 100 tokens, head dim 16: scores Q·Kᵀ and the weighted sum
+/// P·V as batched products over 1024 (batch × head) items.
+fn attention(c: &mut Criterion) {
+    let mut g = c.benchmark_group("attention");
+    g.sample_size(20);
+    let (items, l, dh) = (1024, 100, 16);
+    let q = randn(&[items, l, dh], 1);
+    let k = randn(&[items, l, dh], 2);
+    let p = randn(&[items, l, l], 3);
+    g.throughput(Throughput::Elements((2 * items * l * l * dh) as u64));
+    g.bench_function("scores Q·Kᵀ 1024x100x16x100", |bench| {
+        let tape = Tape::no_grad();
+        let (q, k) = (tape.constant(q.clone()), tape.constant(k.clone()));
+        bench.iter(|| black_box(q.matmul_t(k).id()))
+    });
+    g.bench_function("weighted sum P·V 1024x100x100x16", |bench| {
+        let tape = Tape::no_grad();
+        let (p, v) = (tape.constant(p.clone()), tape.constant(k.clone()));
+        bench.iter(|| black_box(p.matmul(v).id()))
+    });
+    g.finish();
+}
+
+/// Fused softmax over attention rows and layer norm over token vectors, forward and
+/// forward + backward.
+fn fused(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fused");
+    g.sample_size(20);
+    let scores: Tensor = randn(&[256 * 4, 100, 100], 4);
+    g.throughput(Throughput::Elements(scores.len() as u64));
+    g.bench_function("softmax fwd [1024,100,100]", |bench| {
+        let tape = Tape::no_grad();
+        let s = tape.constant(scores.clone());
+        bench.iter(|| black_box(s.softmax(2).id()))
+    });
+    g.bench_function("softmax fwd+bwd [1024,100,100]", |bench| {
+        bench.iter(|| {
+            let tape = Tape::new();
+            let s = tape.leaf(scores.clone());
+            let y = s.softmax(2);
+            black_box(tape.backward_with_seed(y, scores.clone()).wrt(s).map(|t| t.len()))
+        })
+    });
+    let tokens: Tensor = randn(&[25600, 64], 5);
+    let gamma = randn(&[64], 6);
+    let beta = randn(&[64], 7);
+    g.throughput(Throughput::Elements(tokens.len() as u64));
+    g.bench_function("layer_norm fwd [25600,64]", |bench| {
+        let tape = Tape::no_grad();
+        let (x, ga, be) = (
+            tape.constant(tokens.clone()),
+            tape.constant(gamma.clone()),
+            tape.constant(beta.clone()),
+        );
+        bench.iter(|| black_box(x.layer_norm(ga, be, 1e-5).id()))
+    });
+    g.bench_function("layer_norm fwd+bwd [25600,64]", |bench| {
+        bench.iter(|| {
+            let tape = Tape::new();
+            let x = tape.leaf(tokens.clone());
+            let (ga, be) = (tape.leaf(gamma.clone()), tape.leaf(beta.clone()));
+            let y = x.layer_norm(ga, be, 1e-5);
+            black_box(tape.backward_with_seed(y, tokens.clone()).wrt(x).map(|t| t.len()))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, matmul, attention, fused);
+criterion_main!(benches);

@@ -1,0 +1,23 @@
+//! # closeup
+//!
+//! The top of Closeup's layering (SPEC §3): one crate that re-exports the others under short
+//! names, so an application can depend on `closeup` alone, and that hosts the repository's
+//! runnable `examples/`. Each layer is also usable on its own:
+//!
+//! | module | crate | what it is |
+//! |---|---|---|
+//! | [`autograd`] | `closeup-autograd` | tensors, reverse-mode tape, ops, optimizers, checkpoints |
+//! | [`data`] | `closeup-data` | log formats and validation, batching, simulators, metrics |
+//!
+//! ```
+//! use closeup::autograd::{Tape, gradcheck::randn};
+//! let tape = Tape::new();
+//! let x = tape.leaf(randn(&[2, 3], 0));
+//! let y = (x * x).sum();
+//! let grads = tape.backward(y);
+//! assert_eq!(grads.wrt(x).unwrap(), randn(&[2, 3], 0) * 2.0);
+//! ```
+#![deny(missing_docs)]
+
+pub use closeup_autograd as autograd;
+pub use closeup_data as data;
