@@ -1,6 +1,9 @@
 //! Engagement-log parse throughput (MB/s) on a generated 20k-line file.
 
-use closeup_data::{EngagementDataset, EngagementRecord, HistoryEntry, ReadOptions, read_engagement_log, write_engagement_log};
+use closeup_data::{
+    EngagementDataset, EngagementRecord, HistoryEntry, ReadOptions, read_engagement_log,
+    write_engagement_log,
+};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -24,10 +27,17 @@ fn generate(path: &std::path::Path) {
                 .collect();
             let labels: BTreeMap<String, Option<f64>> = TASKS
                 .iter()
-                .map(|t| (t.to_string(), Some(f64::from(u8::from(rng.random_bool(0.2))))))
+                .map(|t| {
+                    (
+                        t.to_string(),
+                        Some(f64::from(u8::from(rng.random_bool(0.2)))),
+                    )
+                })
                 .collect();
-            let old: BTreeMap<String, Option<f64>> =
-                TASKS.iter().map(|t| (t.to_string(), Some(rng.random::<f64>()))).collect();
+            let old: BTreeMap<String, Option<f64>> = TASKS
+                .iter()
+                .map(|t| (t.to_string(), Some(rng.random::<f64>())))
+                .collect();
             EngagementRecord {
                 user: Some(rng.random_range(0..10_000)),
                 ts: Some(1_700_000_000 + i),
@@ -56,7 +66,11 @@ fn bench_parse(c: &mut Criterion) {
         b.iter(|| read_engagement_log(&path).expect("parse").len())
     });
     group.bench_function("load_encode_20k", |b| {
-        b.iter(|| EngagementDataset::load_training(&path, &ReadOptions::default()).expect("load").len())
+        b.iter(|| {
+            EngagementDataset::load_training(&path, &ReadOptions::default())
+                .expect("load")
+                .len()
+        })
     });
     group.finish();
 }

@@ -39,7 +39,12 @@ pub struct BatchOptions {
 impl Default for BatchOptions {
     /// Batch 256, seq_len 100 (SPEC §5), dynamic width, keep the last batch.
     fn default() -> Self {
-        Self { batch_size: 256, seq_len: 100, fixed_len: false, drop_last: false }
+        Self {
+            batch_size: 256,
+            seq_len: 100,
+            fixed_len: false,
+            drop_last: false,
+        }
     }
 }
 
@@ -190,7 +195,12 @@ impl<'a> Batches<'a> {
                 ds.len()
             )));
         }
-        Ok(Self { ds, order, pos: 0, opts })
+        Ok(Self {
+            ds,
+            order,
+            pos: 0,
+            opts,
+        })
     }
 
     /// Batches in file order (for evaluation and scoring).
@@ -199,14 +209,23 @@ impl<'a> Batches<'a> {
     }
 
     /// One epoch in an order shuffled by `rng`.
-    pub fn shuffled(ds: &'a EngagementDataset, opts: BatchOptions, rng: &mut impl Rng) -> Result<Self> {
+    pub fn shuffled(
+        ds: &'a EngagementDataset,
+        opts: BatchOptions,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
         Self::new(ds, shuffled_indices(ds.len(), rng), opts)
     }
 
     /// Epoch `epoch` of a run seeded with `seed`: the order is drawn from a ChaCha8 stream
     /// seeded with `seed` and positioned at stream `epoch`, so epochs differ and each is
     /// reproducible on its own.
-    pub fn seeded(ds: &'a EngagementDataset, opts: BatchOptions, seed: u64, epoch: u64) -> Result<Self> {
+    pub fn seeded(
+        ds: &'a EngagementDataset,
+        opts: BatchOptions,
+        seed: u64,
+        epoch: u64,
+    ) -> Result<Self> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(epoch);
         Self::shuffled(ds, opts, &mut rng)
@@ -215,7 +234,11 @@ impl<'a> Batches<'a> {
     /// Number of batches this iterator yields in total.
     pub fn num_batches(&self) -> usize {
         let n = self.order.len();
-        if self.opts.drop_last { n / self.opts.batch_size } else { n.div_ceil(self.opts.batch_size) }
+        if self.opts.drop_last {
+            n / self.opts.batch_size
+        } else {
+            n.div_ceil(self.opts.batch_size)
+        }
     }
 
     /// The example order.

@@ -66,8 +66,20 @@ impl BlenderLog {
     }
 }
 
-fn width_error(path: &Path, line: usize, field: &str, want: usize, got: usize, why: &str) -> DataError {
-    DataError::field_error(path, line, field, format!("expected {want} values ({why}), got {got}"))
+fn width_error(
+    path: &Path,
+    line: usize,
+    field: &str,
+    want: usize,
+    got: usize,
+    why: &str,
+) -> DataError {
+    DataError::field_error(
+        path,
+        line,
+        field,
+        format!("expected {want} values ({why}), got {got}"),
+    )
 }
 
 /// Reads and validates a whole blender log.
@@ -75,22 +87,45 @@ pub fn read_blender_log(path: impl AsRef<Path>, opts: &BlenderReadOptions) -> Re
     let path = path.as_ref();
     let mut lines = Lines::open(path)?;
     let (mut width, mut width_why) = (opts.feature_width, "the model's width".to_string());
-    let (mut k, mut k_why) = (opts.num_objectives, "one per configured objective".to_string());
+    let (mut k, mut k_why) = (
+        opts.num_objectives,
+        "one per configured objective".to_string(),
+    );
     let (mut feats, mut blend) = (Vec::new(), Vec::new());
     let (mut line_nos, mut requests, mut feedback) = (Vec::new(), Vec::new(), Vec::new());
     while let Some(line) = lines.next_line()? {
         let rec: BlenderRecord = parse_line(path, line, lines.current())?;
-        rec.check().map_err(|p| DataError::field_error(path, line, p.field, p.message))?;
+        rec.check()
+            .map_err(|p| DataError::field_error(path, line, p.field, p.message))?;
         let w = *width.get_or_insert(rec.features.len());
         if rec.features.len() != w {
-            return Err(width_error(path, line, "features", w, rec.features.len(), &width_why));
+            return Err(width_error(
+                path,
+                line,
+                "features",
+                w,
+                rec.features.len(),
+                &width_why,
+            ));
         }
         if k.is_none() && rec.blend.is_empty() {
-            return Err(DataError::field_error(path, line, "blend", "blend must not be empty"));
+            return Err(DataError::field_error(
+                path,
+                line,
+                "blend",
+                "blend must not be empty",
+            ));
         }
         let nk = *k.get_or_insert(rec.blend.len());
         if rec.blend.len() != nk {
-            return Err(width_error(path, line, "blend", nk, rec.blend.len(), &k_why));
+            return Err(width_error(
+                path,
+                line,
+                "blend",
+                nk,
+                rec.blend.len(),
+                &k_why,
+            ));
         }
         if let Some(allowed) = &opts.allowed_events {
             for (i, e) in rec.feedback.iter().enumerate() {
@@ -118,7 +153,9 @@ pub fn read_blender_log(path: impl AsRef<Path>, opts: &BlenderReadOptions) -> Re
         feedback.push(rec.feedback);
     }
     if line_nos.is_empty() {
-        return Err(DataError::Empty { path: path.to_path_buf() });
+        return Err(DataError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     let n = line_nos.len();
     let (w, nk) = (width.unwrap_or(0), k.unwrap_or(0));
@@ -149,21 +186,39 @@ pub fn read_blender_features(
     let path = path.as_ref();
     let mut lines = Lines::open(path)?;
     let mut width = feature_width;
-    let why = if feature_width.is_some() { "the model's width" } else { "as on the first line" };
+    let why = if feature_width.is_some() {
+        "the model's width"
+    } else {
+        "as on the first line"
+    };
     let (mut line_nos, mut feats) = (Vec::new(), Vec::new());
     while let Some(line) = lines.next_line()? {
         let rec: FeaturesOnly = parse_line(path, line, lines.current())?;
-        let probe = BlenderRecord { features: rec.features, ..Default::default() };
-        probe.check().map_err(|p| DataError::field_error(path, line, p.field, p.message))?;
+        let probe = BlenderRecord {
+            features: rec.features,
+            ..Default::default()
+        };
+        probe
+            .check()
+            .map_err(|p| DataError::field_error(path, line, p.field, p.message))?;
         let w = *width.get_or_insert(probe.features.len());
         if probe.features.len() != w {
-            return Err(width_error(path, line, "features", w, probe.features.len(), why));
+            return Err(width_error(
+                path,
+                line,
+                "features",
+                w,
+                probe.features.len(),
+                why,
+            ));
         }
         feats.extend(probe.features.iter().map(|&x| x as f32));
         line_nos.push(line);
     }
     if line_nos.is_empty() {
-        return Err(DataError::Empty { path: path.to_path_buf() });
+        return Err(DataError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     let n = line_nos.len();
     let m = Array2::from_shape_vec((n, width.unwrap_or(0)), feats).expect("rows checked");

@@ -20,7 +20,12 @@ pub(crate) struct CsvReader {
 impl CsvReader {
     pub(crate) fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-        Ok(Self { path: path.to_path_buf(), reader: BufReader::new(file), line: 0, raw: Vec::new() })
+        Ok(Self {
+            path: path.to_path_buf(),
+            reader: BufReader::new(file),
+            line: 0,
+            raw: Vec::new(),
+        })
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -155,13 +160,14 @@ mod tests {
     #[test]
     fn splits_plain_and_quoted_fields() {
         assert_eq!(split("1,2,,x").unwrap(), ["1", "2", "", "x"]);
-        assert_eq!(split(r#"2,60756,"funny, really",1445714994"#).unwrap(), [
-            "2",
-            "60756",
-            "funny, really",
-            "1445714994"
-        ]);
-        assert_eq!(split(r#""say ""hi""","""""#).unwrap(), [r#"say "hi""#, r#"""#]);
+        assert_eq!(
+            split(r#"2,60756,"funny, really",1445714994"#).unwrap(),
+            ["2", "60756", "funny, really", "1445714994"]
+        );
+        assert_eq!(
+            split(r#""say ""hi""","""""#).unwrap(),
+            [r#"say "hi""#, r#"""#]
+        );
         assert_eq!(split(r#"a"b,c"#).unwrap(), [r#"a"b"#, "c"]);
         assert_eq!(split("x,").unwrap(), ["x", ""]);
         assert_eq!(split("\"a,").unwrap_err(), Split::OpenQuote);

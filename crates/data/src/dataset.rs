@@ -135,7 +135,11 @@ impl EngagementDataset {
     /// [`crate::vocab::UNKNOWN_ACTION`], unseen tasks are ignored (listed in
     /// [`DatasetMeta::ignored_tasks`]), and a different feature width is an error.
     /// `opts.tasks` is not used.
-    pub fn load_with_vocab(path: impl AsRef<Path>, vocab: &Vocab, opts: &ReadOptions) -> Result<Self> {
+    pub fn load_with_vocab(
+        path: impl AsRef<Path>,
+        vocab: &Vocab,
+        opts: &ReadOptions,
+    ) -> Result<Self> {
         Self::load(path.as_ref(), opts, Mode::Fixed(vocab))
     }
 
@@ -154,14 +158,20 @@ impl EngagementDataset {
             }
             has_history |= !rec.history.is_empty();
             has_old_scores |= rec.old_scores.is_some();
-            let ex = encode(line, rec, opts.max_history, &mut tasks, |a| match &mut mode {
-                Mode::Learn(b) => b.action_id(a),
-                Mode::Fixed(v) => {
-                    let id = v.action_id(a);
-                    unknown_actions += usize::from(id == crate::vocab::UNKNOWN_ACTION);
-                    id
-                }
-            });
+            let ex = encode(
+                line,
+                rec,
+                opts.max_history,
+                &mut tasks,
+                |a| match &mut mode {
+                    Mode::Learn(b) => b.action_id(a),
+                    Mode::Fixed(v) => {
+                        let id = v.action_id(a);
+                        unknown_actions += usize::from(id == crate::vocab::UNKNOWN_ACTION);
+                        id
+                    }
+                },
+            );
             examples.push(ex);
         }
         if let Mode::Learn(b) = &mut mode {
@@ -173,8 +183,11 @@ impl EngagementDataset {
             Mode::Learn(b) => b.build()?,
             Mode::Fixed(v) => v.clone(),
         };
-        let map: Vec<Option<usize>> =
-            tasks.seen_tasks().iter().map(|t| vocab.task_index(t)).collect();
+        let map: Vec<Option<usize>> = tasks
+            .seen_tasks()
+            .iter()
+            .map(|t| vocab.task_index(t))
+            .collect();
         let ignored_tasks = tasks
             .seen_tasks()
             .iter()
@@ -207,7 +220,11 @@ impl EngagementDataset {
             ignored_tasks,
             unknown_actions,
         };
-        Ok(Self { examples, meta, vocab })
+        Ok(Self {
+            examples,
+            meta,
+            vocab,
+        })
     }
 
     /// Number of examples.
@@ -295,7 +312,10 @@ fn encode(
     let skip = max_history.map_or(0, |m| rec.history.len().saturating_sub(m));
     let history = rec.history[skip..]
         .iter()
-        .map(|h| HistoryToken { pin: h.pin, action: action_id(&h.action) })
+        .map(|h| HistoryToken {
+            pin: h.pin,
+            action: action_id(&h.action),
+        })
         .collect();
     let mut per_task = |map: &std::collections::BTreeMap<String, Option<f64>>| {
         let mut out: Vec<Option<f32>> = Vec::new();
@@ -312,7 +332,10 @@ fn encode(
     let old_scores = rec.old_scores.as_ref().map(&mut per_task);
     let request = match rec.request {
         Some(r) => RequestKey::Named(r),
-        None => RequestKey::UserTs { user: rec.user, ts: rec.ts },
+        None => RequestKey::UserTs {
+            user: rec.user,
+            ts: rec.ts,
+        },
     };
     Example {
         line,

@@ -81,9 +81,9 @@ impl DataError {
     /// The 1-based line number the error points at, if it points at one.
     pub fn line(&self) -> Option<usize> {
         match self {
-            Self::Syntax { line, .. } | Self::Field { line, .. } | Self::FeatureWidth { line, .. } => {
-                Some(*line)
-            }
+            Self::Syntax { line, .. }
+            | Self::Field { line, .. }
+            | Self::FeatureWidth { line, .. } => Some(*line),
             _ => None,
         }
     }
@@ -113,9 +113,14 @@ impl DataError {
     /// Wraps an I/O error for `path`, mapping "not found" to [`DataError::NotFound`].
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         if source.kind() == std::io::ErrorKind::NotFound {
-            Self::NotFound { path: path.to_path_buf() }
+            Self::NotFound {
+                path: path.to_path_buf(),
+            }
         } else {
-            Self::Io { path: path.to_path_buf(), source }
+            Self::Io {
+                path: path.to_path_buf(),
+                source,
+            }
         }
     }
 
@@ -136,7 +141,11 @@ impl DataError {
 
     /// A [`DataError::Syntax`] error.
     pub fn syntax(path: &Path, line: usize, message: impl Into<String>) -> Self {
-        Self::Syntax { path: path.to_path_buf(), line, message: message.into() }
+        Self::Syntax {
+            path: path.to_path_buf(),
+            line,
+            message: message.into(),
+        }
     }
 }
 

@@ -71,4 +71,6 @@ pub use error::{DataError, Result};
 pub use reader::{EngagementReader, read_engagement_log};
 pub use record::{BlenderRecord, EngagementRecord, HistoryEntry};
 pub use vocab::{Vocab, VocabBuilder};
-pub use writer::{AtomicFile, JsonlWriter, write_atomic, write_blender_log, write_engagement_log, write_jsonl};
+pub use writer::{
+    AtomicFile, JsonlWriter, write_atomic, write_blender_log, write_engagement_log, write_jsonl,
+};

@@ -55,7 +55,11 @@ pub struct MovieLensOptions {
 impl Default for MovieLensOptions {
     /// 100 history actions (SPEC seq_len), 1 negative per positive, seed 0.
     fn default() -> Self {
-        Self { max_history: 100, neg_per_pos: 1, seed: 0 }
+        Self {
+            max_history: 100,
+            neg_per_pos: 1,
+            seed: 0,
+        }
     }
 }
 
@@ -131,7 +135,9 @@ pub fn rating_action(rating: f64) -> &'static str {
 fn header(r: &mut CsvReader, need: &[&str]) -> Result<Vec<usize>> {
     let mut fields = Vec::new();
     let Some(line) = r.next_record(&mut fields)? else {
-        return Err(DataError::Empty { path: r.path().to_path_buf() });
+        return Err(DataError::Empty {
+            path: r.path().to_path_buf(),
+        });
     };
     need.iter()
         .map(|n| {
@@ -140,16 +146,30 @@ fn header(r: &mut CsvReader, need: &[&str]) -> Result<Vec<usize>> {
                     r.path(),
                     line,
                     "header",
-                    format!("missing column {n:?} (expected a header {}, got {fields:?})", need.join(",")),
+                    format!(
+                        "missing column {n:?} (expected a header {}, got {fields:?})",
+                        need.join(",")
+                    ),
                 )
             })
         })
         .collect()
 }
 
-fn parse<T: std::str::FromStr>(path: &Path, line: usize, fields: &[String], col: usize, name: &str) -> Result<T> {
+fn parse<T: std::str::FromStr>(
+    path: &Path,
+    line: usize,
+    fields: &[String],
+    col: usize,
+    name: &str,
+) -> Result<T> {
     let raw = fields.get(col).ok_or_else(|| {
-        DataError::field_error(path, line, name, format!("missing (the line has {} fields)", fields.len()))
+        DataError::field_error(
+            path,
+            line,
+            name,
+            format!("missing (the line has {} fields)", fields.len()),
+        )
     })?;
     raw.trim()
         .parse()
@@ -165,7 +185,12 @@ pub fn read_ratings(path: impl AsRef<Path>) -> Result<Vec<Rating>> {
     while let Some(line) = r.next_record(&mut f)? {
         let rating: f64 = parse(path, line, &f, cols[2], "rating")?;
         if !(0.0..=5.0).contains(&rating) {
-            return Err(DataError::field_error(path, line, "rating", format!("must be in [0, 5], got {rating}")));
+            return Err(DataError::field_error(
+                path,
+                line,
+                "rating",
+                format!("must be in [0, 5], got {rating}"),
+            ));
         }
         out.push(Rating {
             user: parse(path, line, &f, cols[0], "userId")?,
@@ -176,7 +201,9 @@ pub fn read_ratings(path: impl AsRef<Path>) -> Result<Vec<Rating>> {
         });
     }
     if out.is_empty() {
-        return Err(DataError::Empty { path: path.to_path_buf() });
+        return Err(DataError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     Ok(out)
 }
@@ -214,13 +241,20 @@ impl Timeline {
         for p in &pts {
             prefix.push(prefix.last().copied().unwrap_or(0.0) + p.1);
         }
-        Self { ts: pts.iter().map(|p| p.0).collect(), prefix }
+        Self {
+            ts: pts.iter().map(|p| p.0).collect(),
+            prefix,
+        }
     }
 
     /// (count, centred mean) of entries strictly before `t`.
     fn before(&self, t: i64) -> (usize, f32) {
         let n = self.ts.partition_point(|&x| x < t);
-        let mean = if n == 0 { 0.0 } else { ((self.prefix[n] / n as f64 - 3.0) / 2.0) as f32 };
+        let mean = if n == 0 {
+            0.0
+        } else {
+            ((self.prefix[n] / n as f64 - 3.0) / 2.0) as f32
+        };
         (n, mean)
     }
 }
@@ -253,11 +287,17 @@ pub fn convert_movielens(
     // Per-user actions (ratings then tags, sorted by time; ties keep ratings first).
     let mut raw: HashMap<u64, Vec<(i64, u8, u64, &'static str)>> = HashMap::new();
     let mut seen: HashMap<u64, HashSet<u64>> = HashMap::new();
-    let (mut user_pts, mut movie_pts): (HashMap<u64, Vec<(i64, f64)>>, HashMap<u64, Vec<(i64, f64)>>) =
-        Default::default();
-    let mut stats = MovieLensStats { ratings: ratings.len(), tags: tags.len(), ..Default::default() };
+    let mut user_pts: HashMap<u64, Vec<(i64, f64)>> = HashMap::new();
+    let mut movie_pts: HashMap<u64, Vec<(i64, f64)>> = HashMap::new();
+    let mut stats = MovieLensStats {
+        ratings: ratings.len(),
+        tags: tags.len(),
+        ..Default::default()
+    };
     for r in &ratings {
-        raw.entry(r.user).or_default().push((r.ts, 0, r.movie, rating_action(r.rating)));
+        raw.entry(r.user)
+            .or_default()
+            .push((r.ts, 0, r.movie, rating_action(r.rating)));
         seen.entry(r.user).or_default().insert(r.movie);
         user_pts.entry(r.user).or_default().push((r.ts, r.rating));
         movie_pts.entry(r.movie).or_default().push((r.ts, r.rating));
@@ -281,8 +321,14 @@ pub fn convert_movielens(
         }
         events.insert(user, u);
     }
-    let users: HashMap<u64, Timeline> = user_pts.into_iter().map(|(k, v)| (k, Timeline::build(v))).collect();
-    let movies: HashMap<u64, Timeline> = movie_pts.into_iter().map(|(k, v)| (k, Timeline::build(v))).collect();
+    let users: HashMap<u64, Timeline> = user_pts
+        .into_iter()
+        .map(|(k, v)| (k, Timeline::build(v)))
+        .collect();
+    let movies: HashMap<u64, Timeline> = movie_pts
+        .into_iter()
+        .map(|(k, v)| (k, Timeline::build(v)))
+        .collect();
     let mut catalog: Vec<u64> = movies.keys().copied().collect();
     catalog.sort_unstable();
     stats.users = users.len();
@@ -293,19 +339,34 @@ pub fn convert_movielens(
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut writer = JsonlWriter::create(out)?;
     let mut history_total = 0usize;
+    let mut eligible_by_user: HashMap<u64, usize> = HashMap::new();
     let empty = Timeline::default();
     for r in order {
         let ev = &events[&r.user];
         let hi = ev.ts.partition_point(|&t| t < r.ts);
         let lo = hi.saturating_sub(opts.max_history);
         let history: Vec<HistoryEntry> = (lo..hi)
-            .map(|i| HistoryEntry { pin: ev.movie[i], action: ev.action[i].to_string(), ts: None })
+            .map(|i| HistoryEntry {
+                pin: ev.movie[i],
+                action: ev.action[i].to_string(),
+                ts: None,
+            })
             .collect();
         let (n_user, mean_user) = users[&r.user].before(r.ts);
-        let since = if hi == 0 { 0.0 } else { (((r.ts - ev.ts[hi - 1]) as f64 / 3600.0).ln_1p()) as f32 };
+        let since = if hi == 0 {
+            0.0
+        } else {
+            (((r.ts - ev.ts[hi - 1]) as f64 / 3600.0).ln_1p()) as f32
+        };
         let features = |movie: u64| {
             let (n_movie, mean_movie) = movies.get(&movie).unwrap_or(&empty).before(r.ts);
-            let f = [(n_user as f64).ln_1p() as f32, mean_user, (n_movie as f64).ln_1p() as f32, mean_movie, since];
+            let f = [
+                (n_user as f64).ln_1p() as f32,
+                mean_user,
+                (n_movie as f64).ln_1p() as f32,
+                mean_movie,
+                since,
+            ];
             f.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>()
         };
         let mut labels = BTreeMap::new();
@@ -314,7 +375,10 @@ pub fn convert_movielens(
         labels.insert("love".to_string(), flag(r.rating >= 5.0));
         labels.insert("dislike".to_string(), flag(r.rating <= 2.0));
         if with_tags {
-            labels.insert("tagged".to_string(), flag(first_tag.contains_key(&(r.user, r.movie))));
+            labels.insert(
+                "tagged".to_string(),
+                flag(first_tag.contains_key(&(r.user, r.movie))),
+            );
         }
         for (task, v) in &labels {
             if *v == Some(1.0) {
@@ -336,7 +400,9 @@ pub fn convert_movielens(
             continue;
         }
         let exclude = &seen[&r.user];
-        let eligible = catalog.len().saturating_sub(exclude.len());
+        let eligible = *eligible_by_user.entry(r.user).or_insert_with(|| {
+            catalog.len() - exclude.iter().filter(|m| movies.contains_key(m)).count()
+        });
         let want = opts.neg_per_pos.min(eligible);
         let mut chosen: Vec<u64> = Vec::with_capacity(want);
         while chosen.len() < want {

@@ -144,7 +144,9 @@ fn diagnose<T: DeserializeOwned>(
             if is_value_error && field != "." {
                 let mut message = strip_position(&inner.to_string());
                 if message.contains("string \"") && message.contains("expected f64") {
-                    message.push_str(" (numbers must be finite JSON numbers; NaN/inf are not allowed)");
+                    message.push_str(
+                        " (numbers must be finite JSON numbers; NaN/inf are not allowed)",
+                    );
                 }
                 return DataError::field_error(path, line, field, message);
             }
@@ -156,7 +158,11 @@ fn diagnose<T: DeserializeOwned>(
         serde_json::error::Category::Data => "bad record",
         _ => "malformed JSON",
     };
-    DataError::syntax(path, line, format!("{what}: {message} (column {})", err.column()))
+    DataError::syntax(
+        path,
+        line,
+        format!("{what}: {message} (column {})", err.column()),
+    )
 }
 
 /// Streaming, validating reader of an engagement log (SPEC §4.1).
@@ -177,7 +183,12 @@ pub struct EngagementReader {
 impl EngagementReader {
     /// Opens a log; a missing file is [`DataError::NotFound`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        Ok(Self { lines: Lines::open(path.as_ref())?, first: None, records: 0, done: false })
+        Ok(Self {
+            lines: Lines::open(path.as_ref())?,
+            first: None,
+            records: 0,
+            done: false,
+        })
     }
 
     /// The file being read.
@@ -208,13 +219,16 @@ impl EngagementReader {
     fn read_next(&mut self) -> Result<Option<(usize, EngagementRecord)>> {
         let Some(line) = self.lines.next_line()? else {
             if self.records == 0 {
-                return Err(DataError::Empty { path: self.lines.path().to_path_buf() });
+                return Err(DataError::Empty {
+                    path: self.lines.path().to_path_buf(),
+                });
             }
             return Ok(None);
         };
         let path = self.lines.path();
         let rec: EngagementRecord = parse_line(path, line, self.lines.current())?;
-        rec.check().map_err(|p| DataError::field_error(path, line, p.field, p.message))?;
+        rec.check()
+            .map_err(|p| DataError::field_error(path, line, p.field, p.message))?;
         let has_candidate = rec.candidate.is_some();
         match self.first {
             None => self.first = Some((line, rec.features.len(), has_candidate)),

@@ -87,7 +87,10 @@ pub struct FieldProblem {
 
 impl FieldProblem {
     fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -140,7 +143,10 @@ impl EngagementRecord {
         if let Some(scores) = &self.old_scores {
             for (task, score) in scores {
                 if task.is_empty() {
-                    return Err(FieldProblem::new("old_scores", "task names must not be empty"));
+                    return Err(FieldProblem::new(
+                        "old_scores",
+                        "task names must not be empty",
+                    ));
                 }
                 if let Some(s) = score
                     && !(0.0..=1.0).contains(s)

@@ -47,7 +47,11 @@ pub struct Vocab {
 
 impl From<Vocab> for VocabRepr {
     fn from(v: Vocab) -> Self {
-        Self { tasks: v.tasks, actions: v.actions, feature_width: v.feature_width }
+        Self {
+            tasks: v.tasks,
+            actions: v.actions,
+            feature_width: v.feature_width,
+        }
     }
 }
 
@@ -66,7 +70,9 @@ impl Vocab {
         let mut task_index = HashMap::with_capacity(tasks.len());
         for (i, t) in tasks.iter().enumerate() {
             if t.is_empty() || task_index.insert(t.clone(), i).is_some() {
-                return Err(DataError::Invalid(format!("vocabulary: bad or duplicate task {t:?}")));
+                return Err(DataError::Invalid(format!(
+                    "vocabulary: bad or duplicate task {t:?}"
+                )));
             }
         }
         let mut action_index = HashMap::with_capacity(actions.len());
@@ -82,7 +88,13 @@ impl Vocab {
                 )));
             }
         }
-        Ok(Self { tasks, actions, feature_width, task_index, action_index })
+        Ok(Self {
+            tasks,
+            actions,
+            feature_width,
+            task_index,
+            action_index,
+        })
     }
 
     /// Task names in model order.
@@ -102,7 +114,10 @@ impl Vocab {
 
     /// Id of an action type; [`UNKNOWN_ACTION`] for one not seen in training.
     pub fn action_id(&self, action: &str) -> u32 {
-        self.action_index.get(action).copied().unwrap_or(UNKNOWN_ACTION)
+        self.action_index
+            .get(action)
+            .copied()
+            .unwrap_or(UNKNOWN_ACTION)
     }
 
     /// Size of the action-id space including the two reserved ids (an embedding table needs
@@ -165,7 +180,10 @@ impl VocabBuilder {
     /// A builder whose task list is fixed (e.g. from a config); labels of other tasks are
     /// then ignored by the dataset.
     pub fn with_tasks(tasks: Vec<String>) -> Self {
-        Self { explicit_tasks: Some(tasks), ..Self::default() }
+        Self {
+            explicit_tasks: Some(tasks),
+            ..Self::default()
+        }
     }
 
     /// Records the dense feature width.
@@ -271,7 +289,10 @@ mod tests {
     fn serde_round_trip_and_validation() {
         let v = Vocab::new(vec!["click".into()], vec!["repin".into()], 3).unwrap();
         let json = serde_json::to_string(&v).unwrap();
-        assert_eq!(json, r#"{"tasks":["click"],"actions":["repin"],"feature_width":3}"#);
+        assert_eq!(
+            json,
+            r#"{"tasks":["click"],"actions":["repin"],"feature_width":3}"#
+        );
         let back: Vocab = serde_json::from_str(&json).unwrap();
         assert_eq!(back, v);
         assert_eq!(back.action_id("repin"), 2);
@@ -285,7 +306,9 @@ mod tests {
     fn feature_width_mismatch_is_an_error() {
         let v = Vocab::new(vec![], vec![], 4).unwrap();
         assert!(v.check_feature_width(Path::new("f"), 1, 4).is_ok());
-        let e = v.check_feature_width(Path::new("f.jsonl"), 3, 2).unwrap_err();
+        let e = v
+            .check_feature_width(Path::new("f.jsonl"), 3, 2)
+            .unwrap_err();
         assert_eq!(e.line(), Some(3));
         assert!(e.to_string().contains("trained with 4"), "{e}");
     }

@@ -45,8 +45,15 @@ impl AtomicFile {
             .write(true)
             .create_new(true)
             .open(&temp)
-            .map_err(|e| DataError::Io { path: temp.clone(), source: e })?;
-        Ok(Self { path, temp, writer: Some(BufWriter::with_capacity(1 << 16, file)) })
+            .map_err(|e| DataError::Io {
+                path: temp.clone(),
+                source: e,
+            })?;
+        Ok(Self {
+            path,
+            temp,
+            writer: Some(BufWriter::with_capacity(1 << 16, file)),
+        })
     }
 
     /// The destination path.
@@ -55,18 +62,27 @@ impl AtomicFile {
     }
 
     fn io_err(&self, e: std::io::Error) -> DataError {
-        DataError::Io { path: self.path.clone(), source: e }
+        DataError::Io {
+            path: self.path.clone(),
+            source: e,
+        }
     }
 
     /// Flushes, fsyncs and renames the temporary file onto the destination.
     pub fn commit(mut self) -> Result<()> {
         let writer = self.writer.take().expect("writer present until commit");
-        let file = writer.into_inner().map_err(|e| self.io_err(e.into_error()))?;
+        let file = writer
+            .into_inner()
+            .map_err(|e| self.io_err(e.into_error()))?;
         file.sync_all().map_err(|e| self.io_err(e))?;
         drop(file);
         std::fs::rename(&self.temp, &self.path).map_err(|e| self.io_err(e))?;
         if let Some(dir) = self.path.parent() {
-            let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
             // Best effort: persists the rename; not every platform can open a directory.
             if let Ok(d) = File::open(dir) {
                 let _ = d.sync_all();
@@ -78,11 +94,17 @@ impl AtomicFile {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.writer.as_mut().expect("writer present until commit").write(buf)
+        self.writer
+            .as_mut()
+            .expect("writer present until commit")
+            .write(buf)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.writer.as_mut().expect("writer present until commit").flush()
+        self.writer
+            .as_mut()
+            .expect("writer present until commit")
+            .flush()
     }
 }
 
@@ -114,7 +136,12 @@ pub struct JsonlWriter {
 impl JsonlWriter {
     /// Starts writing `path`.
     pub fn create(path: impl AsRef<Path>) -> Result<Self> {
-        Ok(Self { file: AtomicFile::create(path)?, records: 0, buf: Vec::new(), first: None })
+        Ok(Self {
+            file: AtomicFile::create(path)?,
+            records: 0,
+            buf: Vec::new(),
+            first: None,
+        })
     }
 
     /// Records written so far.
@@ -126,7 +153,11 @@ impl JsonlWriter {
     pub fn write<T: Serialize + ?Sized>(&mut self, record: &T) -> Result<()> {
         self.buf.clear();
         serde_json::to_writer(&mut self.buf, record).map_err(|e| {
-            DataError::syntax(self.file.path(), self.records + 1, format!("cannot serialize: {e}"))
+            DataError::syntax(
+                self.file.path(),
+                self.records + 1,
+                format!("cannot serialize: {e}"),
+            )
         })?;
         self.buf.push(b'\n');
         let (file, buf) = (&mut self.file, &self.buf);
@@ -154,7 +185,10 @@ impl JsonlWriter {
                     self.file.path(),
                     line,
                     second,
-                    format!("differs from line 1 ({c} vs {}): {second} must agree on every line", shape.1),
+                    format!(
+                        "differs from line 1 ({c} vs {}): {second} must agree on every line",
+                        shape.1
+                    ),
                 ));
             }
             Some(_) => {}
@@ -169,7 +203,10 @@ impl JsonlWriter {
         record
             .check()
             .map_err(|p| DataError::field_error(self.file.path(), line, p.field, p.message))?;
-        let shape = (record.features.len(), usize::from(record.candidate.is_some()));
+        let shape = (
+            record.features.len(),
+            usize::from(record.candidate.is_some()),
+        );
         self.check_shape(shape, "candidate")?;
         self.write(record)
     }
@@ -194,7 +231,10 @@ impl JsonlWriter {
 }
 
 /// Writes `records` as JSON Lines, atomically and unvalidated; returns the count.
-pub fn write_jsonl<T: Serialize>(path: impl AsRef<Path>, records: impl IntoIterator<Item = T>) -> Result<usize> {
+pub fn write_jsonl<T: Serialize>(
+    path: impl AsRef<Path>,
+    records: impl IntoIterator<Item = T>,
+) -> Result<usize> {
     let mut w = JsonlWriter::create(path)?;
     for r in records {
         w.write(&r)?;

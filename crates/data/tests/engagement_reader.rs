@@ -19,9 +19,16 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 /// Writes two good lines then `bad` as line 3, reads, and returns the error.
 fn bad_line(bad: &str) -> DataError {
     let dir = tempfile::tempdir().unwrap();
-    let p = write(dir.path(), "bad.jsonl", &format!("{GOOD}\n{GOOD}\n{bad}\n{GOOD}\n"));
+    let p = write(
+        dir.path(),
+        "bad.jsonl",
+        &format!("{GOOD}\n{GOOD}\n{bad}\n{GOOD}\n"),
+    );
     let err = read_engagement_log(&p).unwrap_err();
-    assert!(err.to_string().starts_with(&format!("{}:3: ", p.display())), "{err}");
+    assert!(
+        err.to_string().starts_with(&format!("{}:3: ", p.display())),
+        "{err}"
+    );
     // The dataset loader gives the same error before anything is encoded.
     let err2 = EngagementDataset::load_training(&p, &ReadOptions::default()).unwrap_err();
     assert_eq!(err.to_string(), err2.to_string());
@@ -135,11 +142,17 @@ fn old_scores_are_probabilities() {
 
 #[test]
 fn history_actions_checked() {
-    let e = bad_line(r#"{"candidate": 1, "features": [1.0, 2.0], "history": [{"pin": 1, "action": ""}]}"#);
+    let e = bad_line(
+        r#"{"candidate": 1, "features": [1.0, 2.0], "history": [{"pin": 1, "action": ""}]}"#,
+    );
     assert_field(&e, "history[0].action", "must not be empty");
-    let e = bad_line(r#"{"candidate": 1, "features": [1.0, 2.0], "history": [{"pin": 1, "action": "<pad>"}]}"#);
+    let e = bad_line(
+        r#"{"candidate": 1, "features": [1.0, 2.0], "history": [{"pin": 1, "action": "<pad>"}]}"#,
+    );
     assert_field(&e, "history[0].action", "reserved");
-    let e = bad_line(r#"{"candidate": 1, "features": [1.0, 2.0], "history": [{"pin": -1, "action": "x"}]}"#);
+    let e = bad_line(
+        r#"{"candidate": 1, "features": [1.0, 2.0], "history": [{"pin": -1, "action": "x"}]}"#,
+    );
     assert_field(&e, "history[0].pin", "-1");
 }
 
@@ -149,15 +162,25 @@ fn empty_missing_and_blank_lines() {
     let empty = write(dir.path(), "empty.jsonl", "");
     let e = read_engagement_log(&empty).unwrap_err();
     assert!(matches!(e, DataError::Empty { .. }), "{e}");
-    assert!(e.to_string().contains("empty.jsonl: the file is empty"), "{e}");
+    assert!(
+        e.to_string().contains("empty.jsonl: the file is empty"),
+        "{e}"
+    );
     let blanks = write(dir.path(), "blanks.jsonl", "\n  \n\r\n");
-    assert!(matches!(read_engagement_log(&blanks).unwrap_err(), DataError::Empty { .. }));
+    assert!(matches!(
+        read_engagement_log(&blanks).unwrap_err(),
+        DataError::Empty { .. }
+    ));
     let missing = dir.path().join("nope.jsonl");
     let e = EngagementDataset::load_training(&missing, &ReadOptions::default()).unwrap_err();
     assert!(matches!(e, DataError::NotFound { .. }), "{e}");
     assert!(e.to_string().ends_with("nope.jsonl: file not found"), "{e}");
     // Trailing blank lines, CRLF and a BOM are fine.
-    let ok = write(dir.path(), "ok.jsonl", &format!("\u{feff}{GOOD}\r\n{GOOD}\r\n\n \n"));
+    let ok = write(
+        dir.path(),
+        "ok.jsonl",
+        &format!("\u{feff}{GOOD}\r\n{GOOD}\r\n\n \n"),
+    );
     assert_eq!(read_engagement_log(&ok).unwrap().len(), 2);
     // A blank line in the middle is an error naming the blank line.
     let mid = write(dir.path(), "mid.jsonl", &format!("{GOOD}\n\n{GOOD}\n"));
@@ -190,7 +213,11 @@ fn record(i: u64) -> EngagementRecord {
         request: (i == 2).then(|| "req-2".to_string()),
         candidate: Some(1000 + i),
         history: (0..i)
-            .map(|j| HistoryEntry { pin: j, action: if j % 2 == 0 { "repin" } else { "hide" }.into(), ts: None })
+            .map(|j| HistoryEntry {
+                pin: j,
+                action: if j % 2 == 0 { "repin" } else { "hide" }.into(),
+                ts: None,
+            })
             .collect(),
         features: vec![i as f64 * 0.25, -1.5],
         labels,
@@ -205,10 +232,17 @@ fn write_then_read_round_trips() {
     let p = dir.path().join("rt.jsonl");
     let recs: Vec<EngagementRecord> = (0..5).map(record).collect();
     assert_eq!(write_engagement_log(&p, &recs).unwrap(), 5);
-    let back: Vec<EngagementRecord> = read_engagement_log(&p).unwrap().into_iter().map(|(_, r)| r).collect();
+    let back: Vec<EngagementRecord> = read_engagement_log(&p)
+        .unwrap()
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
     assert_eq!(back, recs);
     // No temporary files are left behind.
-    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, ["rt.jsonl"]);
 }
 
@@ -226,6 +260,9 @@ fn writer_refuses_what_the_reader_would_reject_and_keeps_the_old_file() {
     narrow[1].features.pop();
     let e = write_engagement_log(&p, &narrow).unwrap_err();
     assert_eq!((e.line(), e.field()), (Some(2), Some("features")), "{e}");
-    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, ["log.jsonl"], "temporary files must be cleaned up");
 }
