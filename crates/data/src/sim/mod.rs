@@ -26,7 +26,8 @@ pub use blender::{
     SimulatedBlender, simulate_blender,
 };
 pub use engagement::{
-    ENGAGEMENT_TASKS, EngagementConfig, SimulatedEngagement, bayes_auc, simulate_engagement,
+    ENGAGEMENT_TASKS, EngagementConfig, PinTruth, SimulatedEngagement, bayes_auc,
+    simulate_engagement,
 };
 pub use mmoe_synthetic::{
     MMOE_TASKS, MmoeLabels, MmoeSynthetic, MmoeSyntheticConfig, pearson, simulate_mmoe_synthetic,
