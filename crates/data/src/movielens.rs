@@ -18,9 +18,11 @@
 //!
 //! **Negatives.** For each impression with rating ≥ 4, [`MovieLensOptions::neg_per_pos`]
 //! distinct movies are drawn uniformly (seeded ChaCha8 from [`MovieLensOptions::seed`]) from
-//! the catalog — every movie in `ratings.csv` — excluding movies the user ever rated or
-//! tagged; each is written right after the positive as an impression with the same user,
-//! ts and history and all labels 0. (If fewer eligible movies exist, fewer are drawn.)
+//! the movies **known at that time** — those with at least one rating (by anyone) strictly
+//! before the impression's ts, so a negative is never a movie that does not exist yet —
+//! excluding movies the user ever rated or tagged. Each is written right after the positive
+//! as an impression with the same user, ts and history and all labels 0. If fewer eligible
+//! movies exist (early in the log), fewer are drawn.
 //!
 //! **Dense features** (5, all from data strictly before the impression's ts — no leakage):
 //! 0. `ln(1 + user's ratings so far)`;
@@ -248,12 +250,12 @@ impl Timeline {
     }
 
     /// (count, centred mean) of entries strictly before `t`.
-    fn before(&self, t: i64) -> (usize, f32) {
+    fn before(&self, t: i64) -> (usize, f64) {
         let n = self.ts.partition_point(|&x| x < t);
         let mean = if n == 0 {
             0.0
         } else {
-            ((self.prefix[n] / n as f64 - 3.0) / 2.0) as f32
+            (self.prefix[n] / n as f64 - 3.0) / 2.0
         };
         (n, mean)
     }
@@ -329,8 +331,10 @@ pub fn convert_movielens(
         .into_iter()
         .map(|(k, v)| (k, Timeline::build(v)))
         .collect();
-    let mut catalog: Vec<u64> = movies.keys().copied().collect();
+    // The catalog ordered by first rating, so the movies known before t are a prefix.
+    let mut catalog: Vec<(i64, u64)> = movies.iter().map(|(&m, tl)| (tl.ts[0], m)).collect();
     catalog.sort_unstable();
+    let first_ts: HashMap<u64, i64> = catalog.iter().map(|&(t, m)| (m, t)).collect();
     stats.users = users.len();
     stats.movies = catalog.len();
 
@@ -339,7 +343,6 @@ pub fn convert_movielens(
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut writer = JsonlWriter::create(out)?;
     let mut history_total = 0usize;
-    let mut eligible_by_user: HashMap<u64, usize> = HashMap::new();
     let empty = Timeline::default();
     for r in order {
         let ev = &events[&r.user];
@@ -356,18 +359,18 @@ pub fn convert_movielens(
         let since = if hi == 0 {
             0.0
         } else {
-            (((r.ts - ev.ts[hi - 1]) as f64 / 3600.0).ln_1p()) as f32
+            ((r.ts - ev.ts[hi - 1]) as f64 / 3600.0).ln_1p()
         };
         let features = |movie: u64| {
             let (n_movie, mean_movie) = movies.get(&movie).unwrap_or(&empty).before(r.ts);
-            let f = [
-                (n_user as f64).ln_1p() as f32,
+            let (n_user, n_movie) = (n_user as f64, n_movie as f64);
+            vec![
+                n_user.ln_1p(),
                 mean_user,
-                (n_movie as f64).ln_1p() as f32,
+                n_movie.ln_1p(),
                 mean_movie,
                 since,
-            ];
-            f.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>()
+            ]
         };
         let mut labels = BTreeMap::new();
         let flag = |b: bool| Some(if b { 1.0 } else { 0.0 });
@@ -400,13 +403,15 @@ pub fn convert_movielens(
             continue;
         }
         let exclude = &seen[&r.user];
-        let eligible = *eligible_by_user.entry(r.user).or_insert_with(|| {
-            catalog.len() - exclude.iter().filter(|m| movies.contains_key(m)).count()
-        });
-        let want = opts.neg_per_pos.min(eligible);
+        let known = catalog.partition_point(|&(t, _)| t < r.ts);
+        let known_excluded = exclude
+            .iter()
+            .filter(|m| first_ts.get(m).is_some_and(|&t| t < r.ts))
+            .count();
+        let want = opts.neg_per_pos.min(known - known_excluded);
         let mut chosen: Vec<u64> = Vec::with_capacity(want);
         while chosen.len() < want {
-            let m = catalog[rng.random_range(0..catalog.len())];
+            let m = catalog[rng.random_range(0..known)].1;
             if !exclude.contains(&m) && !chosen.contains(&m) {
                 chosen.push(m);
             }

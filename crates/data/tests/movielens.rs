@@ -16,7 +16,11 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 #[test]
 fn converts_the_fixture_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let r = write(dir.path(), "ratings.csv", RATINGS);
+    let r = write(
+        dir.path(),
+        "ratings.csv",
+        &format!("{RATINGS}3,20,4.0,250\n"),
+    );
     let t = write(dir.path(), "tags.csv", TAGS);
     let out = dir.path().join("ml.jsonl");
     let opts = MovieLensOptions {
@@ -33,12 +37,14 @@ fn converts_the_fixture_exactly() {
             stats.tags,
             stats.tagged_pairs
         ),
-        (2, 4, 5, 3, 2)
+        (3, 4, 6, 3, 2)
     );
-    // 5 rating impressions; negatives: user 1 can only get movie 40 (one per positive, two
-    // positives), user 2 gets 20 and 30 (movie 50 is tagged but not in the catalog).
-    assert_eq!((stats.impressions, stats.negatives), (9, 4));
-    assert_eq!(stats.positives["like"], 3);
+    // Movies first rated at: 10 -> 100, 20 -> 200, 30 -> 200, 40 -> 300. Negatives come only
+    // from movies known strictly before the impression and never rated/tagged by the user:
+    // (1, 10, t100): none known; (1, 30, t200): only 10, rated by user 1; (3, 20, t250):
+    // 10 and 30; (2, 40, t300): 20 and 30 (user 2 rated 10 and 40; 50 is only tagged).
+    assert_eq!((stats.impressions, stats.negatives), (10, 4));
+    assert_eq!(stats.positives["like"], 4);
     assert_eq!(stats.positives["love"], 1);
     assert_eq!(stats.positives["dislike"], 1);
     assert_eq!(stats.positives["tagged"], 1);
@@ -51,20 +57,24 @@ fn converts_the_fixture_exactly() {
         .map(|(_, r)| (r.user.unwrap(), r.candidate.unwrap(), r.ts.unwrap()))
         .collect();
     assert_eq!(
-        &cands[..6],
+        cands[..5],
         [
             (1, 10, 100),
-            (1, 40, 100),
             (2, 10, 150),
             (1, 20, 200),
             (1, 30, 200),
-            (1, 40, 200)
+            (3, 20, 250)
         ]
     );
-    assert_eq!(cands[6], (2, 40, 300));
-    let mut negs: Vec<u64> = cands[7..].iter().map(|c| c.1).collect();
-    negs.sort_unstable();
-    assert_eq!(negs, [20, 30]);
+    let negs = |a: usize, b: usize| {
+        let mut v: Vec<u64> = cands[a..b].iter().map(|c| c.1).collect();
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(negs(5, 7), [10, 30]);
+    assert!(cands[5..7].iter().all(|c| (c.0, c.2) == (3, 250)));
+    assert_eq!(cands[7], (2, 40, 300));
+    assert_eq!(negs(8, 10), [20, 30]);
 
     let hist = |i: usize| -> Vec<(u64, String)> {
         recs[i]
@@ -75,34 +85,36 @@ fn converts_the_fixture_exactly() {
             .collect()
     };
     assert!(hist(0).is_empty());
-    assert_eq!(hist(2), [(50, "tag".to_string())]);
-    // Strictly earlier only: the rating of movie 30 at the same second is not in line 4's history.
-    assert_eq!(hist(3), [(10, "love".to_string()), (20, "tag".to_string())]);
-    assert_eq!(hist(4), hist(3));
+    assert_eq!(hist(1), [(50, "tag".to_string())]);
+    // Strictly earlier only: the rating of movie 30 in the same second is not in line 3's history.
+    assert_eq!(hist(2), [(10, "love".to_string()), (20, "tag".to_string())]);
+    assert_eq!(hist(3), hist(2));
     assert_eq!(
-        hist(6),
+        hist(7),
         [(50, "tag".to_string()), (10, "dislike".to_string())]
     );
+    assert_eq!(hist(8), hist(7));
 
     let label = |i: usize, t: &str| recs[i].1.labels[t];
     assert_eq!(
         (label(0, "like"), label(0, "love"), label(0, "dislike")),
         (Some(1.0), Some(1.0), Some(0.0))
     );
-    assert_eq!(label(2, "dislike"), Some(1.0));
-    assert_eq!(label(3, "tagged"), Some(1.0));
-    assert!(recs[1].1.labels.values().all(|v| *v == Some(0.0)));
+    assert_eq!(label(1, "dislike"), Some(1.0));
+    assert_eq!(label(2, "tagged"), Some(1.0));
+    assert_eq!(label(4, "like"), Some(1.0));
+    assert!(recs[5].1.labels.values().all(|v| *v == Some(0.0)));
+    assert!(recs[9].1.labels.values().all(|v| *v == Some(0.0)));
 
     // Features: no information from the impression's own second or later.
     let f = |i: usize| recs[i].1.features.clone();
     assert_eq!(f(0), [0.0; 5]);
-    let since = ((100.0f64 / 3600.0).ln_1p() as f32) as f64;
-    let ln2 = (2.0f64.ln() as f32) as f64;
-    assert_eq!(f(2), [0.0, 0.0, ln2, 1.0, since]);
-    // Line 5 (user 1, movie 30, ts 200): user has 1 rating before (5.0); movie 30 has none.
-    assert_eq!(f(4)[..4], [ln2, 1.0, 0.0, 0.0]);
-    // Its negative (movie 40 at ts 200) has the same user features, movie 40's own (none yet).
-    assert_eq!(f(5)[..4], [ln2, 1.0, 0.0, 0.0]);
+    let ln2 = 2.0f64.ln();
+    assert_eq!(f(1), [0.0, 0.0, ln2, 1.0, (100.0f64 / 3600.0).ln_1p()]);
+    // User 3 at t250 (no earlier actions); movie 20 was rated 3.0 once before.
+    assert_eq!(f(4), [0.0, 0.0, ln2, 0.0, 0.0]);
+    // Line 4 (user 1, movie 30, t200): user has one earlier rating (5.0); movie 30 none.
+    assert_eq!(f(3)[..4], [ln2, 1.0, 0.0, 0.0]);
 
     // The log trains: the default loader accepts it.
     let ds = EngagementDataset::load_training(&out, &ReadOptions::default()).unwrap();
