@@ -20,6 +20,7 @@
 //!   least 2 items where τ-b is defined (neither model gives all items the same score).
 //!   Computed with Knight's O(n log n) algorithm, so even one huge request is cheap.
 
+use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -267,9 +268,22 @@ impl ChurnMetrics {
             requests.len(),
             "one request key per example is needed"
         );
-        let groups = group_by_request(requests);
-        let topk = topk_churn(a, b, &groups, k);
-        let (kendall_tau, tau_requests) = mean_kendall_tau(a, b, &groups);
+        Self::with_groups(a, b, &group_by_request(requests), k)
+    }
+
+    /// As [`ChurnMetrics::compute`], with the requests already grouped (see
+    /// [`group_by_request`]).
+    ///
+    /// # Panics
+    /// If the lengths differ, `k == 0`, or a group index is out of range.
+    pub fn with_groups<S: Copy + Into<f64>>(
+        a: &[S],
+        b: &[S],
+        groups: &[Vec<usize>],
+        k: usize,
+    ) -> Self {
+        let topk = topk_churn(a, b, groups, k);
+        let (kendall_tau, tau_requests) = mean_kendall_tau(a, b, groups);
         ChurnMetrics {
             mean_abs_delta: mean_abs_delta(a, b),
             n: a.len(),
@@ -280,5 +294,58 @@ impl ChurnMetrics {
             kendall_tau,
             tau_requests,
         }
+    }
+}
+
+/// Churn metrics of every task between two models, in task order; serializes to
+/// `{"tasks": {"<task>": {"mean_abs_delta": .., "topk_flip_rate": .., "kendall_tau": .., ..}}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChurnReport {
+    /// `(task name, churn)` in task order.
+    #[serde(with = "super::ordered_map")]
+    pub tasks: Vec<(String, ChurnMetrics)>,
+}
+
+impl ChurnReport {
+    /// Churn of every task from the two models' `[N, T]` probability arrays on the same
+    /// examples; `requests[i]` is example `i`'s request key.
+    ///
+    /// # Panics
+    /// If the shapes disagree with each other, with `tasks` or with `requests`, or `k == 0`.
+    pub fn from_arrays<S: Copy + Into<f64>, K: Hash + Eq>(
+        tasks: &[String],
+        a: ArrayView2<'_, S>,
+        b: ArrayView2<'_, S>,
+        requests: &[K],
+        k: usize,
+    ) -> Self {
+        let (n, t) = a.dim();
+        assert_eq!(
+            t,
+            tasks.len(),
+            "scores have {t} columns for {} tasks",
+            tasks.len()
+        );
+        assert_eq!(b.dim(), (n, t), "the two score arrays differ in shape");
+        assert_eq!(requests.len(), n, "one request key per example is needed");
+        let groups = group_by_request(requests);
+        let tasks = tasks
+            .iter()
+            .enumerate()
+            .map(|(j, name)| {
+                let ca: Vec<f64> = a.column(j).iter().map(|&x| x.into()).collect();
+                let cb: Vec<f64> = b.column(j).iter().map(|&x| x.into()).collect();
+                (
+                    name.clone(),
+                    ChurnMetrics::with_groups(&ca, &cb, &groups, k),
+                )
+            })
+            .collect();
+        ChurnReport { tasks }
+    }
+
+    /// The churn of the task called `name`, if present.
+    pub fn task(&self, name: &str) -> Option<&ChurnMetrics> {
+        self.tasks.iter().find(|(t, _)| t == name).map(|(_, m)| m)
     }
 }

@@ -1,11 +1,9 @@
 //! Binary-classification metrics per task: exact ROC AUC with midrank ties, clipped log loss,
 //! calibration, counts, and the `metrics.json` summary (SPEC §4.3).
 
-use serde::de::{MapAccess, Visitor};
-use serde::ser::SerializeMap;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use ndarray::ArrayView2;
+use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
-use std::fmt;
 
 /// Probabilities are clipped into `[LOGLOSS_EPS, 1 - LOGLOSS_EPS]` before taking logs, so a
 /// confidently wrong prediction costs at most `-ln(1e-7) ≈ 16.1` nats instead of infinity.
@@ -217,11 +215,13 @@ pub fn mean_auc<I: IntoIterator<Item = Option<f64>>>(aucs: I) -> Option<f64> {
 /// Serializes to the `metrics.json` shape of SPEC §4.3:
 /// `{"tasks": {"repin": {"auc": .., "logloss": .., "n": .., "positives": ..}, ..},
 /// "mean_auc": ..}`, keeping the task order in the JSON object.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricsReport {
     /// `(task name, metrics)` in task order.
+    #[serde(with = "super::ordered_map")]
     pub tasks: Vec<(String, TaskMetrics)>,
     /// [`mean_auc`] over the tasks.
+    #[serde(default)]
     pub mean_auc: Option<f64>,
 }
 
@@ -232,72 +232,52 @@ impl MetricsReport {
         MetricsReport { tasks, mean_auc }
     }
 
+    /// Metrics of every task from `[N, T]` arrays laid out like a batch: `scores` are
+    /// probabilities, `labels` 0/1 (> 0.5 is positive), `mask` non-zero where the label is
+    /// present (masked examples are excluded from that task), `weights` per example.
+    ///
+    /// # Panics
+    /// If the shapes disagree with each other or with `tasks`, or a weight is invalid.
+    pub fn from_arrays<S, L, M>(
+        tasks: &[String],
+        scores: ArrayView2<'_, S>,
+        labels: ArrayView2<'_, L>,
+        mask: ArrayView2<'_, M>,
+        weights: Option<&[f64]>,
+    ) -> Self
+    where
+        S: Copy + Into<f64>,
+        L: Copy + Into<f64>,
+        M: Copy + Into<f64>,
+    {
+        let (n, t) = scores.dim();
+        assert_eq!(
+            t,
+            tasks.len(),
+            "scores have {t} columns for {} tasks",
+            tasks.len()
+        );
+        assert_eq!(labels.dim(), (n, t), "labels and scores differ in shape");
+        assert_eq!(mask.dim(), (n, t), "mask and scores differ in shape");
+        let per_task = tasks
+            .iter()
+            .enumerate()
+            .map(|(k, name)| {
+                let s: Vec<f64> = scores.column(k).iter().map(|&x| x.into()).collect();
+                let y: Vec<Option<bool>> = labels
+                    .column(k)
+                    .iter()
+                    .zip(mask.column(k))
+                    .map(|(&l, &m)| (m.into() != 0.0).then(|| l.into() > 0.5))
+                    .collect();
+                (name.clone(), TaskMetrics::compute(&s, &y, weights))
+            })
+            .collect();
+        MetricsReport::new(per_task)
+    }
+
     /// The metrics of the task called `name`, if present.
     pub fn task(&self, name: &str) -> Option<&TaskMetrics> {
         self.tasks.iter().find(|(t, _)| t == name).map(|(_, m)| m)
-    }
-}
-
-struct OrderedTasks<'a>(&'a [(String, TaskMetrics)]);
-
-impl Serialize for OrderedTasks<'_> {
-    fn serialize<Z: Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (name, metrics) in self.0 {
-            map.serialize_entry(name, metrics)?;
-        }
-        map.end()
-    }
-}
-
-impl Serialize for MetricsReport {
-    fn serialize<Z: Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
-        let mut map = serializer.serialize_map(Some(2))?;
-        map.serialize_entry("tasks", &OrderedTasks(&self.tasks))?;
-        map.serialize_entry("mean_auc", &self.mean_auc)?;
-        map.end()
-    }
-}
-
-struct TasksVisitor;
-
-impl<'de> Visitor<'de> for TasksVisitor {
-    type Value = Vec<(String, TaskMetrics)>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a map from task name to task metrics")
-    }
-    fn visit_map<M: MapAccess<'de>>(self, mut access: M) -> Result<Self::Value, M::Error> {
-        let mut out = Vec::new();
-        while let Some(entry) = access.next_entry::<String, TaskMetrics>()? {
-            out.push(entry);
-        }
-        Ok(out)
-    }
-}
-
-struct OrderedTasksOwned(Vec<(String, TaskMetrics)>);
-
-impl<'de> Deserialize<'de> for OrderedTasksOwned {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer
-            .deserialize_map(TasksVisitor)
-            .map(OrderedTasksOwned)
-    }
-}
-
-#[derive(Deserialize)]
-struct RawReport {
-    tasks: OrderedTasksOwned,
-    #[serde(default)]
-    mean_auc: Option<f64>,
-}
-
-impl<'de> Deserialize<'de> for MetricsReport {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = RawReport::deserialize(deserializer)?;
-        Ok(MetricsReport {
-            tasks: raw.tasks.0,
-            mean_auc: raw.mean_auc,
-        })
     }
 }

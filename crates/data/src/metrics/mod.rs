@@ -8,10 +8,11 @@
 
 pub mod churn;
 pub mod classification;
+mod ordered_map;
 
 pub use churn::{
-    ChurnMetrics, TopKChurn, group_by_request, kendall_tau_b, mean_abs_delta, mean_kendall_tau,
-    topk_churn,
+    ChurnMetrics, ChurnReport, TopKChurn, group_by_request, kendall_tau_b, mean_abs_delta,
+    mean_kendall_tau, topk_churn,
 };
 pub use classification::{
     LOGLOSS_EPS, MetricsReport, TaskMetrics, auc, calibration, logloss, mean_auc,

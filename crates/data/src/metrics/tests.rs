@@ -294,3 +294,58 @@ fn churn_metrics_combine() {
         (Some(0.0), Some(0.0), Some(1.0))
     );
 }
+
+#[test]
+fn reports_from_batch_shaped_arrays() {
+    use ndarray::array;
+    let tasks: Vec<String> = vec!["repin".into(), "click".into()];
+    let scores = array![
+        [0.1f32, 0.9],
+        [0.4, 0.2],
+        [0.35, 0.3],
+        [0.8, 0.7],
+        [0.99, 0.5]
+    ];
+    let labels = array![
+        [0.0f32, 1.0],
+        [0.0, 0.0],
+        [1.0, 0.0],
+        [1.0, 1.0],
+        [0.0, 1.0]
+    ];
+    let mask = array![
+        [1.0f32, 1.0],
+        [1.0, 1.0],
+        [1.0, 1.0],
+        [1.0, 0.0],
+        [0.0, 1.0]
+    ];
+    let report =
+        MetricsReport::from_arrays(&tasks, scores.view(), labels.view(), mask.view(), None);
+    let repin = report.task("repin").unwrap();
+    assert_eq!((repin.n, repin.positives), (4, 2));
+    assert_abs_diff_eq!(repin.auc.unwrap(), 0.75);
+    // click: present rows 0, 1, 2, 4 → pos {0.9, 0.5}, neg {0.2, 0.3} → 1.0.
+    assert_abs_diff_eq!(report.task("click").unwrap().auc.unwrap(), 1.0);
+    assert_abs_diff_eq!(report.mean_auc.unwrap(), 0.875);
+
+    let other = array![
+        [0.1f32, 0.9],
+        [0.4, 0.2],
+        [0.45, 0.3],
+        [0.3, 0.7],
+        [0.99, 0.5]
+    ];
+    let keys = ["a", "a", "a", "b", "b"];
+    let churn = ChurnReport::from_arrays(&tasks, scores.view(), other.view(), &keys, 1);
+    let c = churn.task("repin").unwrap();
+    // Request a: the top-1 moves from item 1 (0.4) to item 2 (0.45), a flip; b keeps item 4.
+    assert_abs_diff_eq!(c.topk_flip_rate.unwrap(), 0.5);
+    assert_eq!(churn.task("click").unwrap().mean_abs_delta, Some(0.0));
+    let json = serde_json::to_string(&churn).unwrap();
+    assert!(
+        json.starts_with(r#"{"tasks":{"repin":{"mean_abs_delta":"#),
+        "{json}"
+    );
+    assert_eq!(serde_json::from_str::<ChurnReport>(&json).unwrap(), churn);
+}
