@@ -69,7 +69,7 @@ pub struct Batch {
     pub labels: Array2<f32>,
     /// [B, T]: 1 where the label is present, 0 where missing.
     pub label_mask: Array2<f32>,
-    /// Example weights [B].
+    /// Example weights, length B.
     pub weights: Array1<f32>,
     /// (old scores [B, T], mask [B, T]) when the dataset has logged old scores.
     pub old_scores: Option<(Array2<f32>, Array2<f32>)>,

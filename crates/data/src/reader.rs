@@ -124,6 +124,31 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
+/// A hint for the two ways a non-finite number shows up in JSON: as a string, or as a literal
+/// that overflows f64.
+fn number_hint(message: &str) -> &'static str {
+    if message.starts_with("number out of range") {
+        return " (the number overflows f64; NaN and infinity are not allowed)";
+    }
+    let Some(rest) = message.strip_prefix("invalid type: string \"") else {
+        return "";
+    };
+    if !message.ends_with("expected f64") {
+        return "";
+    }
+    let literal = rest
+        .split('"')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_start_matches(['+', '-']);
+    if ["nan", "inf", "infinity"].contains(&literal.to_ascii_lowercase().as_str()) {
+        " (NaN and infinity are not allowed: JSON numbers must be finite)"
+    } else {
+        " (write numbers without quotes)"
+    }
+}
+
 fn diagnose<T: DeserializeOwned>(
     path: &Path,
     line: usize,
@@ -143,11 +168,7 @@ fn diagnose<T: DeserializeOwned>(
                 || inner.to_string().starts_with("number out of range");
             if is_value_error && field != "." {
                 let mut message = strip_position(&inner.to_string());
-                if message.contains("string \"") && message.contains("expected f64") {
-                    message.push_str(
-                        " (numbers must be finite JSON numbers; NaN/inf are not allowed)",
-                    );
-                }
+                message.push_str(number_hint(&message));
                 return DataError::field_error(path, line, field, message);
             }
             inner

@@ -92,9 +92,17 @@ fn unknown_keys_are_rejected() {
 #[test]
 fn nan_and_infinity() {
     let e = bad_line(r#"{"features": [1.0, "NaN"]}"#);
-    assert_field(&e, "features[1]", "NaN/inf are not allowed");
+    assert_field(&e, "features[1]", "NaN and infinity are not allowed");
+    let e = bad_line(r#"{"features": [1.0, "-Infinity"]}"#);
+    assert_field(&e, "features[1]", "NaN and infinity are not allowed");
+    let e = bad_line(r#"{"features": [1.0, "2.5"]}"#);
+    assert_field(&e, "features[1]", "write numbers without quotes");
     let e = bad_line(r#"{"features": [1.0, 1e999]}"#);
-    assert_field(&e, "features[1]", "number out of range");
+    assert_field(
+        &e,
+        "features[1]",
+        "number out of range (the number overflows f64",
+    );
     // Finite as f64 but infinite once stored as f32.
     let e = bad_line(r#"{"features": [1.0, 1e300]}"#);
     assert_field(&e, "features[1]", "not a finite f32");
