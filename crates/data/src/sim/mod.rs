@@ -15,6 +15,23 @@
 //!
 //! Every random draw comes from a `ChaCha8Rng` seeded from the seed passed in, so the same
 //! config and seed always give the same output.
+//!
+//! ```
+//! use closeup_data::sim::{BlenderConfig, EngagementConfig, simulate_blender, simulate_engagement};
+//!
+//! let config = EngagementConfig { num_users: 50, num_pins: 300, num_requests: 200, ..Default::default() };
+//! let sim = simulate_engagement(&config, 7);
+//! assert_eq!(sim.train.len() + sim.valid.len() + sim.test.len(), 200 * config.candidates_per_request);
+//! let ceiling = sim.ceiling_auc(); // AUC of the true probabilities on the test split
+//! assert!(ceiling.iter().all(|a| a.is_some_and(|a| a > 0.5)));
+//!
+//! let blender = simulate_blender(&BlenderConfig { num_logged_requests: 100, num_eval_requests: 500, ..Default::default() }, 7);
+//! let b = blender.world.baselines(&blender.eval_requests);
+//! assert!(b.production <= b.oracle);
+//! // Any feature-only policy x ↦ w can be scored exactly:
+//! let mine = blender.world.mean_expected_reward(&blender.eval_requests, |_x| vec![0.0, -1.0, 1.0, 0.0]);
+//! assert!(mine <= b.oracle);
+//! ```
 
 pub mod blender;
 pub mod engagement;
