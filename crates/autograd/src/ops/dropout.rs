@@ -118,7 +118,8 @@ impl<'t> Var<'t> {
             mask.apply(v.as_slice().expect("standard layout")),
         )
         .expect("same shape");
-        self.tape.record(&[self], out, || DropoutBackward { x: self.id, mask })
+        self.tape
+            .record(&[self], out, || DropoutBackward { x: self.id, mask })
     }
 }
 
@@ -152,7 +153,10 @@ mod tests {
             let v = y.value();
             let kept = v.iter().filter(|&&x| x != 0.0).count() as f64 / n as f64;
             // Binomial standard deviation ≤ 0.0012 for n = 200k; allow 5σ.
-            assert!((kept - f64::from(1.0 - p)).abs() < 0.006, "p={p}: keep rate {kept}");
+            assert!(
+                (kept - f64::from(1.0 - p)).abs() < 0.006,
+                "p={p}: keep rate {kept}"
+            );
             assert!(v.iter().all(|&x| x == 0.0 || x == 1.0 / (1.0 - p)));
             let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / n as f64;
             assert!((mean - 1.0).abs() < 0.03, "p={p}: mean {mean}");
@@ -183,7 +187,10 @@ mod tests {
         let tape = Tape::new();
         let mut rng = StdRng::seed_from_u64(3);
         let x = tape.constant(ones(&[4096]));
-        assert_ne!(*x.dropout(0.5, &mut rng).value(), *x.dropout(0.5, &mut rng).value());
+        assert_ne!(
+            *x.dropout(0.5, &mut rng).value(),
+            *x.dropout(0.5, &mut rng).value()
+        );
     }
 
     #[test]
@@ -220,31 +227,48 @@ mod tests {
             let v = tape.leaf(x.clone());
             let y = v.dropout(0.2, &mut StdRng::seed_from_u64(5));
             let g = tape.backward((y * tape.constant(randn(&[300, 200], 7))).sum());
-            (y.value().mapv(f32::to_bits), g.wrt(v).unwrap().mapv(f32::to_bits))
+            (
+                y.value().mapv(f32::to_bits),
+                g.wrt(v).unwrap().mapv(f32::to_bits),
+            )
         };
-        let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
+        let pool = |n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+        };
         let (one, two) = (pool(1).install(run), pool(2).install(run));
         assert_eq!(one, two);
         // And the parallel path agrees with the serial one on a small slice of the same mask.
         let small = {
             let tape = Tape::new();
             let v = tape.constant(x.slice(ndarray::s![..100, ..]).to_owned().into_dyn());
-            v.dropout(0.2, &mut StdRng::seed_from_u64(5)).value().mapv(f32::to_bits)
+            v.dropout(0.2, &mut StdRng::seed_from_u64(5))
+                .value()
+                .mapv(f32::to_bits)
         };
-        assert_eq!(small, one.0.slice(ndarray::s![..100, ..]).to_owned().into_dyn());
+        assert_eq!(
+            small,
+            one.0.slice(ndarray::s![..100, ..]).to_owned().into_dyn()
+        );
     }
 
     #[test]
     #[should_panic(expected = "dropout: p must be in [0, 1), got 1")]
     fn p_one_panics() {
         let tape = Tape::new();
-        let _ = tape.constant(ones(&[2])).dropout(1.0, &mut StdRng::seed_from_u64(0));
+        let _ = tape
+            .constant(ones(&[2]))
+            .dropout(1.0, &mut StdRng::seed_from_u64(0));
     }
 
     #[test]
     #[should_panic(expected = "dropout: p must be in [0, 1), got NaN")]
     fn p_nan_panics() {
         let tape = Tape::new();
-        let _ = tape.constant(ones(&[2])).dropout(f32::NAN, &mut StdRng::seed_from_u64(0));
+        let _ = tape
+            .constant(ones(&[2]))
+            .dropout(f32::NAN, &mut StdRng::seed_from_u64(0));
     }
 }

@@ -104,7 +104,7 @@ impl<'t> Var<'t> {
 mod tests {
     use crate::gradcheck::{assert_gradients, randn};
     use crate::{Grad, Param, Tape, Tensor};
-    use ndarray::{array, Array2, ArrayD, IxDyn};
+    use ndarray::{Array2, ArrayD, IxDyn, array};
 
     #[test]
     fn values() {
@@ -117,7 +117,10 @@ mod tests {
         let ids = array![[1_usize, 2], [0, 0]].into_dyn();
         let e = t.embedding(&ids);
         assert_eq!(e.shape(), vec![2, 2, 2]);
-        assert_eq!(*e.value(), array![[[2.0_f32, 3.0], [4.0, 5.0]], [[0.0, 1.0], [0.0, 1.0]]].into_dyn());
+        assert_eq!(
+            *e.value(),
+            array![[[2.0_f32, 3.0], [4.0, 5.0]], [[0.0, 1.0], [0.0, 1.0]]].into_dyn()
+        );
         assert_eq!(t.gather_rows(&[]).shape(), vec![0, 2]);
         // Non-standard-layout ids are read in logical order.
         let idt = array![[1_usize, 2], [0, 1]].reversed_axes().into_dyn();
@@ -127,12 +130,18 @@ mod tests {
     #[test]
     fn gradients() {
         let table = randn(&[5, 3], 1);
-        assert_gradients(&[table.clone()], |_, v| v[0].gather_rows(&[4, 1, 1, 0]));
-        assert_gradients(&[table.clone()], |_, v| v[0].gather_rows(&[2]));
+        assert_gradients(std::slice::from_ref(&table), |_, v| {
+            v[0].gather_rows(&[4, 1, 1, 0])
+        });
+        assert_gradients(std::slice::from_ref(&table), |_, v| v[0].gather_rows(&[2]));
         let ids = ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![0_usize, 4, 4, 2, 1, 0]).unwrap();
-        assert_gradients(&[table.clone()], move |_, v| v[0].embedding(&ids));
+        assert_gradients(std::slice::from_ref(&table), move |_, v| {
+            v[0].embedding(&ids)
+        });
         let ids1 = ArrayD::from_shape_vec(IxDyn(&[1, 1]), vec![3_usize]).unwrap();
-        assert_gradients(&[table.clone()], move |_, v| v[0].embedding(&ids1));
+        assert_gradients(std::slice::from_ref(&table), move |_, v| {
+            v[0].embedding(&ids1)
+        });
         // Dense path: the gathered table is not a leaf.
         let (a, b) = (randn(&[5, 3], 2), randn(&[3], 3));
         assert_gradients(&[a, b], |_, v| (v[0] * v[1]).gather_rows(&[3, 3, 0]) * v[1]);
@@ -165,7 +174,8 @@ mod tests {
         }
         // (Contributions are summed in backward order — the later gather first — so compare
         // with a tolerance.)
-        let close = |a: &Tensor, b: &Tensor| a.iter().zip(b.iter()).all(|(x, y)| (x - y).abs() < 1e-6);
+        let close =
+            |a: &Tensor, b: &Tensor| a.iter().zip(b.iter()).all(|(x, y)| (x - y).abs() < 1e-6);
         let sparse = g.param_dense(&p).unwrap();
         assert!(close(&sparse, &want.clone().into_dyn()));
         // Dense path: the same parameter also used densely → dense gradient, same values
@@ -187,7 +197,9 @@ mod tests {
         let p = Param::new(Tensor::zeros(IxDyn(&[4, 2])));
         let y = tape.param(&p).gather_rows(&[2, 2, 2, 0]);
         let g = tape.backward(y.sum());
-        let Some(Grad::Rows(rg)) = g.param(&p) else { panic!("expected rows") };
+        let Some(Grad::Rows(rg)) = g.param(&p) else {
+            panic!("expected rows")
+        };
         assert_eq!(rg.indices(), &[0, 2]);
         assert_eq!(rg.values(), array![[1.0_f32, 1.0], [3.0, 3.0]]);
     }
@@ -202,9 +214,17 @@ mod tests {
             let y = t.gather_rows(&ids);
             let r = tape.constant(randn(&[2000, 64], 8));
             let g = tape.backward((y * r).sum());
-            (y.value().mapv(f32::to_bits), g.wrt(t).unwrap().mapv(f32::to_bits))
+            (
+                y.value().mapv(f32::to_bits),
+                g.wrt(t).unwrap().mapv(f32::to_bits),
+            )
         };
-        let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
+        let pool = |n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+        };
         assert_eq!(pool(1).install(run), pool(2).install(run));
     }
 
@@ -212,7 +232,9 @@ mod tests {
     #[should_panic(expected = "gather_rows: id 7 out of range for a table of 3 rows")]
     fn out_of_range_id() {
         let tape = Tape::new();
-        let _ = tape.constant(Tensor::zeros(IxDyn(&[3, 2]))).gather_rows(&[0, 7]);
+        let _ = tape
+            .constant(Tensor::zeros(IxDyn(&[3, 2])))
+            .gather_rows(&[0, 7]);
     }
 
     #[test]

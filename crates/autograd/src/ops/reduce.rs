@@ -347,7 +347,7 @@ impl<'t> Var<'t> {
 mod tests {
     use crate::gradcheck::{assert_gradients, randn};
     use crate::{Tape, Tensor};
-    use ndarray::{array, Axis, IxDyn};
+    use ndarray::{Axis, IxDyn, array};
 
     fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
         rayon::ThreadPoolBuilder::new()
@@ -364,17 +364,38 @@ mod tests {
         assert_eq!(x.sum().shape(), Vec::<usize>::new());
         assert_eq!(x.sum().item(), 21.0);
         assert_eq!(x.mean().item(), 3.5);
-        assert_eq!(*x.sum_axis(0, false).value(), array![5.0_f32, 7.0, 9.0].into_dyn());
-        assert_eq!(*x.sum_axis(1, true).value(), array![[6.0_f32], [15.0]].into_dyn());
-        assert_eq!(*x.mean_axis(1, false).value(), array![2.0_f32, 5.0].into_dyn());
-        assert_eq!(*x.mean_axis(0, true).value(), array![[2.5_f32, 3.5, 4.5]].into_dyn());
-        assert_eq!(*x.max_axis(0, false).value(), array![4.0_f32, 5.0, 6.0].into_dyn());
-        assert_eq!(*x.max_axis(1, true).value(), array![[3.0_f32], [6.0]].into_dyn());
+        assert_eq!(
+            *x.sum_axis(0, false).value(),
+            array![5.0_f32, 7.0, 9.0].into_dyn()
+        );
+        assert_eq!(
+            *x.sum_axis(1, true).value(),
+            array![[6.0_f32], [15.0]].into_dyn()
+        );
+        assert_eq!(
+            *x.mean_axis(1, false).value(),
+            array![2.0_f32, 5.0].into_dyn()
+        );
+        assert_eq!(
+            *x.mean_axis(0, true).value(),
+            array![[2.5_f32, 3.5, 4.5]].into_dyn()
+        );
+        assert_eq!(
+            *x.max_axis(0, false).value(),
+            array![4.0_f32, 5.0, 6.0].into_dyn()
+        );
+        assert_eq!(
+            *x.max_axis(1, true).value(),
+            array![[3.0_f32], [6.0]].into_dyn()
+        );
         let s = tape.constant(Tensor::from_elem(IxDyn(&[]), 2.5));
         assert_eq!(s.sum().item(), 2.5);
         let e = tape.constant(Tensor::zeros(IxDyn(&[0, 3])));
         assert_eq!(e.sum().item(), 0.0);
-        assert_eq!(*e.sum_axis(0, false).value(), array![0.0_f32, 0.0, 0.0].into_dyn());
+        assert_eq!(
+            *e.sum_axis(0, false).value(),
+            array![0.0_f32, 0.0, 0.0].into_dyn()
+        );
     }
 
     #[test]
@@ -385,7 +406,11 @@ mod tests {
         for axis in 0..3 {
             let want = x.sum_axis(Axis(axis));
             let got = v.sum_axis(axis, false).value();
-            assert!(got.iter().zip(want.iter()).all(|(a, b)| (a - b).abs() < 1e-5));
+            assert!(
+                got.iter()
+                    .zip(want.iter())
+                    .all(|(a, b)| (a - b).abs() < 1e-5)
+            );
             let want_max = x.fold_axis(Axis(axis), f32::NEG_INFINITY, |&m, &y| m.max(y));
             assert_eq!(*v.max_axis(axis, false).value(), want_max);
             let mut keep = want_max.shape().to_vec();
@@ -396,15 +421,27 @@ mod tests {
 
     #[test]
     fn gradients() {
-        for shape in [vec![1, 5], vec![4, 3], vec![2, 3, 4], vec![1, 1, 6], vec![7]] {
+        for shape in [
+            vec![1, 5],
+            vec![4, 3],
+            vec![2, 3, 4],
+            vec![1, 1, 6],
+            vec![7],
+        ] {
             let x = randn(&shape, 3);
-            assert_gradients(&[x.clone()], |_, v| v[0].sum());
-            assert_gradients(&[x.clone()], |_, v| v[0].mean());
+            assert_gradients(std::slice::from_ref(&x), |_, v| v[0].sum());
+            assert_gradients(std::slice::from_ref(&x), |_, v| v[0].mean());
             for axis in 0..shape.len() {
                 for keepdim in [false, true] {
-                    assert_gradients(&[x.clone()], move |_, v| v[0].sum_axis(axis, keepdim));
-                    assert_gradients(&[x.clone()], move |_, v| v[0].mean_axis(axis, keepdim));
-                    assert_gradients(&[x.clone()], move |_, v| v[0].max_axis(axis, keepdim));
+                    assert_gradients(std::slice::from_ref(&x), move |_, v| {
+                        v[0].sum_axis(axis, keepdim)
+                    });
+                    assert_gradients(std::slice::from_ref(&x), move |_, v| {
+                        v[0].mean_axis(axis, keepdim)
+                    });
+                    assert_gradients(std::slice::from_ref(&x), move |_, v| {
+                        v[0].max_axis(axis, keepdim)
+                    });
                 }
             }
         }
@@ -413,15 +450,20 @@ mod tests {
     #[test]
     fn gradients_composed_with_binary_ops() {
         let (a, b) = (randn(&[3, 4], 5), randn(&[4], 6));
-        assert_gradients(&[a, b], |_, v| (v[0] * v[1]).sum_axis(1, true) * v[0].mean_axis(1, true));
+        assert_gradients(&[a, b], |_, v| {
+            (v[0] * v[1]).sum_axis(1, true) * v[0].mean_axis(1, true)
+        });
     }
 
     #[test]
     fn max_ties_route_to_first_argmax() {
         let tape = Tape::new();
         let x = tape.leaf(
-            array![[1.0_f32, 3.0, 3.0], [f32::NEG_INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY]]
-                .into_dyn(),
+            array![
+                [1.0_f32, 3.0, 3.0],
+                [f32::NEG_INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY]
+            ]
+            .into_dyn(),
         );
         let m = x.max_axis(1, false);
         assert_eq!(m.value()[[1]], f32::NEG_INFINITY);
@@ -446,21 +488,28 @@ mod tests {
         let x = tape.leaf(array![[1.0_f32, 4.0], [3.0, 2.0]].into_dyn());
         let y = x.max_axis(0, false).sum() + x.sum();
         let g = tape.backward(y);
-        assert_eq!(g.wrt(x).unwrap(), array![[1.0_f32, 2.0], [2.0, 1.0]].into_dyn());
+        assert_eq!(
+            g.wrt(x).unwrap(),
+            array![[1.0_f32, 2.0], [2.0, 1.0]].into_dyn()
+        );
     }
 
     #[test]
     #[should_panic(expected = "sum_axis: axis 2 out of range for shape [2, 3]")]
     fn axis_out_of_range() {
         let tape = Tape::new();
-        let _ = tape.constant(Tensor::zeros(IxDyn(&[2, 3]))).sum_axis(2, false);
+        let _ = tape
+            .constant(Tensor::zeros(IxDyn(&[2, 3])))
+            .sum_axis(2, false);
     }
 
     #[test]
     #[should_panic(expected = "max_axis: axis 1 of shape [2, 0] has length 0")]
     fn max_of_empty_axis() {
         let tape = Tape::new();
-        let _ = tape.constant(Tensor::zeros(IxDyn(&[2, 0]))).max_axis(1, false);
+        let _ = tape
+            .constant(Tensor::zeros(IxDyn(&[2, 0])))
+            .max_axis(1, false);
     }
 
     #[test]

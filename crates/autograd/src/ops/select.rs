@@ -20,7 +20,8 @@ fn choose(cond: &ArrayViewD<'_, bool>, g: &ArrayViewD<'_, f32>, keep_if: bool) -
 }
 
 fn bcast<'a, T>(x: &'a ArrayD<T>, shape: &[usize]) -> ArrayViewD<'a, T> {
-    x.broadcast(IxDyn(shape)).expect("broadcast checked at forward")
+    x.broadcast(IxDyn(shape))
+        .expect("broadcast checked at forward")
 }
 
 struct MaskedFillBackward {
@@ -49,10 +50,16 @@ impl BackwardOp for SelectBackward {
     fn backward(&self, g: &Tensor, sink: &mut GradSink<'_>) {
         let c = bcast(&self.cond, g.shape());
         if sink.wants(self.a) {
-            sink.add(self.a, reduce_to(choose(&c, &g.view(), true).view(), &self.a_shape));
+            sink.add(
+                self.a,
+                reduce_to(choose(&c, &g.view(), true).view(), &self.a_shape),
+            );
         }
         if sink.wants(self.b) {
-            sink.add(self.b, reduce_to(choose(&c, &g.view(), false).view(), &self.b_shape));
+            sink.add(
+                self.b,
+                reduce_to(choose(&c, &g.view(), false).view(), &self.b_shape),
+            );
         }
     }
 }
@@ -127,7 +134,7 @@ impl<'t> Var<'t> {
 mod tests {
     use crate::gradcheck::{assert_gradients, randn};
     use crate::{Tape, Tensor, Var};
-    use ndarray::{array, ArrayD, Dimension, IxDyn};
+    use ndarray::{ArrayD, Dimension, IxDyn, array};
 
     fn mask(shape: &[usize], seed: usize) -> ArrayD<bool> {
         ArrayD::from_shape_fn(IxDyn(shape), |i| {
@@ -141,9 +148,15 @@ mod tests {
         let x = tape.leaf(array![[1.0_f32, 2.0], [3.0, 4.0]].into_dyn());
         let m = array![false, true].into_dyn();
         let y = x.masked_fill(&m, f32::NEG_INFINITY);
-        assert_eq!(*y.value(), array![[1.0_f32, f32::NEG_INFINITY], [3.0, f32::NEG_INFINITY]].into_dyn());
+        assert_eq!(
+            *y.value(),
+            array![[1.0_f32, f32::NEG_INFINITY], [3.0, f32::NEG_INFINITY]].into_dyn()
+        );
         let g = tape.backward_with_seed(y, array![[1.0_f32, 2.0], [3.0, 4.0]].into_dyn());
-        assert_eq!(g.wrt(x).unwrap(), array![[1.0_f32, 0.0], [3.0, 0.0]].into_dyn());
+        assert_eq!(
+            g.wrt(x).unwrap(),
+            array![[1.0_f32, 0.0], [3.0, 0.0]].into_dyn()
+        );
     }
 
     #[test]
@@ -151,7 +164,9 @@ mod tests {
         let x = randn(&[2, 3, 4], 1);
         for mshape in [vec![2, 3, 4], vec![4], vec![2, 1, 4], vec![1, 3, 1]] {
             let m = mask(&mshape, 1);
-            assert_gradients(&[x.clone()], move |_, v| v[0].masked_fill(&m, 0.5) * v[0]);
+            assert_gradients(std::slice::from_ref(&x), move |_, v| {
+                v[0].masked_fill(&m, 0.5) * v[0]
+            });
         }
         let m = mask(&[1, 5], 2);
         assert_gradients(&[randn(&[1, 5], 2)], move |_, v| v[0].masked_fill(&m, -3.0));
@@ -163,7 +178,10 @@ mod tests {
         let a = tape.constant(array![[1.0_f32, 2.0], [3.0, 4.0]].into_dyn());
         let b = tape.constant(array![10.0_f32, 20.0].into_dyn());
         let c = array![[true], [false]].into_dyn();
-        assert_eq!(*Var::select(&c, a, b).value(), array![[1.0_f32, 2.0], [10.0, 20.0]].into_dyn());
+        assert_eq!(
+            *Var::select(&c, a, b).value(),
+            array![[1.0_f32, 2.0], [10.0, 20.0]].into_dyn()
+        );
 
         for (cs, sa, sb) in [
             (vec![3, 4], vec![3, 4], vec![3, 4]),
@@ -196,7 +214,11 @@ mod tests {
             let tape = Tape::new();
             let v = tape.leaf(x.clone());
             let w = tape.leaf(randn(&[600], 6));
-            let y = Var::select(&m, v.masked_fill(&m.t().to_owned().into_dyn().reversed_axes(), 1.0), w);
+            let y = Var::select(
+                &m,
+                v.masked_fill(&m.t().to_owned().into_dyn().reversed_axes(), 1.0),
+                w,
+            );
             let g = tape.backward((y * tape.constant(randn(&[64, 600], 7))).sum());
             (
                 y.value().mapv(f32::to_bits),
@@ -204,7 +226,12 @@ mod tests {
                 g.wrt(w).unwrap().mapv(f32::to_bits),
             )
         };
-        let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
+        let pool = |n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+        };
         assert_eq!(pool(1).install(run), pool(2).install(run));
     }
 

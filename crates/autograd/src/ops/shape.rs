@@ -66,7 +66,8 @@ fn reshape_impl<'t>(x: Var<'t>, shape: &[usize]) -> Var<'t> {
         v.as_slice().expect("standard layout").to_vec(),
     )
     .expect("element count checked");
-    x.tape.record(&[x], out, || ReshapeBackward { x: x.id, in_shape })
+    x.tape
+        .record(&[x], out, || ReshapeBackward { x: x.id, in_shape })
 }
 
 /// Backward of `permute`: the gradient permuted by the inverse permutation.
@@ -300,7 +301,9 @@ impl<'t> Var<'t> {
         let v = self.value();
         check_axis("narrow", axis, v.shape());
         assert!(
-            start.checked_add(len).is_some_and(|end| end <= v.shape()[axis]),
+            start
+                .checked_add(len)
+                .is_some_and(|end| end <= v.shape()[axis]),
             "narrow: range {start}..{} out of bounds for axis {axis} of shape {:?}",
             start.saturating_add(len),
             v.shape()
@@ -339,24 +342,41 @@ impl<'t> Var<'t> {
 mod tests {
     use crate::gradcheck::{assert_gradients, randn};
     use crate::{Tape, Tensor, Var};
-    use ndarray::{array, Axis, IxDyn};
+    use ndarray::{Axis, IxDyn, array};
 
     #[test]
     fn values() {
         let tape = Tape::new();
         let x = tape.constant(array![[1.0_f32, 2.0, 3.0], [4.0, 5.0, 6.0]].into_dyn());
-        assert_eq!(*x.reshape(&[3, 2]).value(), array![[1.0_f32, 2.0], [3.0, 4.0], [5.0, 6.0]].into_dyn());
-        assert_eq!(*x.transpose(0, 1).value(), array![[1.0_f32, 4.0], [2.0, 5.0], [3.0, 6.0]].into_dyn());
+        assert_eq!(
+            *x.reshape(&[3, 2]).value(),
+            array![[1.0_f32, 2.0], [3.0, 4.0], [5.0, 6.0]].into_dyn()
+        );
+        assert_eq!(
+            *x.transpose(0, 1).value(),
+            array![[1.0_f32, 4.0], [2.0, 5.0], [3.0, 6.0]].into_dyn()
+        );
         assert!(x.transpose(0, 1).value().is_standard_layout());
-        assert_eq!(*x.narrow(1, 1, 2).value(), array![[2.0_f32, 3.0], [5.0, 6.0]].into_dyn());
+        assert_eq!(
+            *x.narrow(1, 1, 2).value(),
+            array![[2.0_f32, 3.0], [5.0, 6.0]].into_dyn()
+        );
         assert_eq!(x.unsqueeze(0).shape(), vec![1, 2, 3]);
         assert_eq!(x.unsqueeze(2).shape(), vec![2, 3, 1]);
         assert_eq!(x.unsqueeze(1).squeeze(1).shape(), vec![2, 3]);
         let c = Var::concat(&[x, x.narrow(0, 0, 1)], 0);
-        assert_eq!(*c.value(), array![[1.0_f32, 2.0, 3.0], [4.0, 5.0, 6.0], [1.0, 2.0, 3.0]].into_dyn());
+        assert_eq!(
+            *c.value(),
+            array![[1.0_f32, 2.0, 3.0], [4.0, 5.0, 6.0], [1.0, 2.0, 3.0]].into_dyn()
+        );
         let c = Var::concat(&[x, x.narrow(1, 2, 1)], 1);
-        assert_eq!(*c.value(), array![[1.0_f32, 2.0, 3.0, 3.0], [4.0, 5.0, 6.0, 6.0]].into_dyn());
-        let b = tape.constant(array![[1.0_f32], [2.0]].into_dyn()).broadcast_to(&[3, 2, 2]);
+        assert_eq!(
+            *c.value(),
+            array![[1.0_f32, 2.0, 3.0, 3.0], [4.0, 5.0, 6.0, 6.0]].into_dyn()
+        );
+        let b = tape
+            .constant(array![[1.0_f32], [2.0]].into_dyn())
+            .broadcast_to(&[3, 2, 2]);
         assert_eq!(b.shape(), vec![3, 2, 2]);
         assert_eq!(b.value()[[2, 1, 0]], 2.0);
     }
@@ -374,22 +394,28 @@ mod tests {
     #[test]
     fn gradients() {
         let x = randn(&[2, 3, 4], 2);
-        assert_gradients(&[x.clone()], |_, v| v[0].reshape(&[6, 4]));
-        assert_gradients(&[x.clone()], |_, v| v[0].reshape(&[24]));
-        assert_gradients(&[x.clone()], |_, v| v[0].permute(&[2, 0, 1]));
-        assert_gradients(&[x.clone()], |_, v| v[0].permute(&[0, 1, 2]));
-        assert_gradients(&[x.clone()], |_, v| v[0].transpose(1, 2));
-        assert_gradients(&[x.clone()], |_, v| v[0].transpose(0, 2));
+        assert_gradients(std::slice::from_ref(&x), |_, v| v[0].reshape(&[6, 4]));
+        assert_gradients(std::slice::from_ref(&x), |_, v| v[0].reshape(&[24]));
+        assert_gradients(std::slice::from_ref(&x), |_, v| v[0].permute(&[2, 0, 1]));
+        assert_gradients(std::slice::from_ref(&x), |_, v| v[0].permute(&[0, 1, 2]));
+        assert_gradients(std::slice::from_ref(&x), |_, v| v[0].transpose(1, 2));
+        assert_gradients(std::slice::from_ref(&x), |_, v| v[0].transpose(0, 2));
         for axis in 0..3 {
-            assert_gradients(&[x.clone()], move |_, v| v[0].narrow(axis, 1, 1));
-            assert_gradients(&[x.clone()], move |_, v| v[0].unsqueeze(axis).squeeze(axis));
+            assert_gradients(std::slice::from_ref(&x), move |_, v| {
+                v[0].narrow(axis, 1, 1)
+            });
+            assert_gradients(std::slice::from_ref(&x), move |_, v| {
+                v[0].unsqueeze(axis).squeeze(axis)
+            });
         }
-        assert_gradients(&[x.clone()], |_, v| v[0].unsqueeze(3));
-        assert_gradients(&[x.clone()], |_, v| v[0].narrow(2, 0, 4));
+        assert_gradients(std::slice::from_ref(&x), |_, v| v[0].unsqueeze(3));
+        assert_gradients(std::slice::from_ref(&x), |_, v| v[0].narrow(2, 0, 4));
         assert_gradients(&[randn(&[3, 1], 3)], |_, v| v[0].broadcast_to(&[2, 3, 4]));
         assert_gradients(&[randn(&[4], 3)], |_, v| v[0].broadcast_to(&[3, 4]));
         // Batch size 1.
-        assert_gradients(&[randn(&[1, 4], 4)], |_, v| v[0].transpose(0, 1).reshape(&[2, 2]));
+        assert_gradients(&[randn(&[1, 4], 4)], |_, v| {
+            v[0].transpose(0, 1).reshape(&[2, 2])
+        });
     }
 
     #[test]
@@ -429,7 +455,12 @@ mod tests {
             let g = tape.backward((c * r).sum());
             (c.value().as_ref().clone(), g.wrt(v).unwrap())
         };
-        let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
+        let pool = |n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+        };
         let one = pool(1).install(run);
         let two = pool(2).install(run);
         assert_eq!(one.0.mapv(f32::to_bits), two.0.mapv(f32::to_bits));
@@ -448,11 +479,15 @@ mod tests {
     #[should_panic(expected = "permute: [0, 0] is not a permutation")]
     fn bad_permute() {
         let tape = Tape::new();
-        let _ = tape.constant(Tensor::zeros(IxDyn(&[2, 3]))).permute(&[0, 0]);
+        let _ = tape
+            .constant(Tensor::zeros(IxDyn(&[2, 3])))
+            .permute(&[0, 0]);
     }
 
     #[test]
-    #[should_panic(expected = "concat: input 1 has shape [2, 4], incompatible with input 0's [3, 4]")]
+    #[should_panic(
+        expected = "concat: input 1 has shape [2, 4], incompatible with input 0's [3, 4]"
+    )]
     fn bad_concat() {
         let tape = Tape::new();
         let a = tape.constant(Tensor::zeros(IxDyn(&[3, 4])));
@@ -478,6 +513,8 @@ mod tests {
     #[should_panic(expected = "broadcast_to: cannot broadcast [2, 4] to [3, 4]")]
     fn bad_broadcast() {
         let tape = Tape::new();
-        let _ = tape.constant(Tensor::zeros(IxDyn(&[2, 4]))).broadcast_to(&[3, 4]);
+        let _ = tape
+            .constant(Tensor::zeros(IxDyn(&[2, 4])))
+            .broadcast_to(&[3, 4]);
     }
 }
