@@ -56,3 +56,5 @@ mod tests_blender;
 mod tests_engagement;
 #[cfg(test)]
 mod tests_mmoe;
+#[cfg(test)]
+mod tests_roundtrip;
