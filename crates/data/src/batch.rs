@@ -98,6 +98,11 @@ impl BatchOptions {
 }
 
 /// Builds the batch of the examples at `indices` (in that order).
+///
+/// # Panics
+/// If an index is out of range, or if the dataset's examples break the invariants its loaders
+/// guarantee (every example has `meta.feature_width` features and `vocab.num_tasks()` label
+/// slots). [`Batches`] checks the indices and returns an error instead.
 pub fn make_batch(ds: &EngagementDataset, indices: &[usize], opts: &BatchOptions) -> Batch {
     let b = indices.len();
     let t = ds.vocab.num_tasks();

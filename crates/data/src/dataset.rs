@@ -11,7 +11,7 @@
 //! any case (see [`crate::batch`]).
 
 use crate::error::{DataError, Result};
-use crate::reader::EngagementReader;
+use crate::reader::{EngagementReader, FileRules};
 use crate::record::EngagementRecord;
 use crate::vocab::{Vocab, VocabBuilder};
 use std::collections::HashMap;
@@ -143,12 +143,65 @@ impl EngagementDataset {
         Self::load(path.as_ref(), opts, Mode::Fixed(vocab))
     }
 
-    fn load(path: &Path, opts: &ReadOptions, mut mode: Mode<'_>) -> Result<Self> {
+    /// Like [`EngagementDataset::load_training`] for records already in memory (e.g. from a
+    /// simulator): the same checks run, `name` stands for the file in errors and meta, and
+    /// record *i* is "line" *i + 1*.
+    pub fn from_records_training(
+        name: impl AsRef<Path>,
+        records: impl IntoIterator<Item = EngagementRecord>,
+        opts: &ReadOptions,
+    ) -> Result<Self> {
+        let builder = match &opts.tasks {
+            Some(t) => VocabBuilder::with_tasks(t.clone()),
+            None => VocabBuilder::new(),
+        };
+        Self::from_memory(name.as_ref(), records, opts, Mode::Learn(builder))
+    }
+
+    /// Like [`EngagementDataset::load_with_vocab`] for records already in memory.
+    pub fn from_records_with_vocab(
+        name: impl AsRef<Path>,
+        records: impl IntoIterator<Item = EngagementRecord>,
+        vocab: &Vocab,
+        opts: &ReadOptions,
+    ) -> Result<Self> {
+        Self::from_memory(name.as_ref(), records, opts, Mode::Fixed(vocab))
+    }
+
+    fn from_memory(
+        name: &Path,
+        records: impl IntoIterator<Item = EngagementRecord>,
+        opts: &ReadOptions,
+        mode: Mode<'_>,
+    ) -> Result<Self> {
+        let mut rules = FileRules::default();
+        let source = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, rec)| rules.check(name, i + 1, &rec).map(|()| (i + 1, rec)));
+        let mut ds = Self::encode_all(name, source, opts, mode)?;
+        ds.meta.n_lines = ds.len();
+        Ok(ds)
+    }
+
+    fn load(path: &Path, opts: &ReadOptions, mode: Mode<'_>) -> Result<Self> {
         let mut reader = EngagementReader::open(path)?;
+        let mut ds = Self::encode_all(path, reader.by_ref(), opts, mode)?;
+        ds.meta.n_lines = reader.lines_read();
+        Ok(ds)
+    }
+
+    /// Encodes validated `(line, record)` items; `meta.n_lines` is left to the caller.
+    fn encode_all(
+        path: &Path,
+        source: impl Iterator<Item = Result<(usize, EngagementRecord)>>,
+        opts: &ReadOptions,
+        mut mode: Mode<'_>,
+    ) -> Result<Self> {
         let mut tasks = VocabBuilder::new(); // provisional task indices
         let mut examples = Vec::new();
         let (mut has_history, mut has_old_scores, mut unknown_actions) = (false, false, 0usize);
-        for item in reader.by_ref() {
+        for item in source {
             let (line, rec) = item?;
             if examples.is_empty() {
                 match &mut mode {
@@ -173,6 +226,11 @@ impl EngagementDataset {
                 },
             );
             examples.push(ex);
+        }
+        if examples.is_empty() {
+            return Err(DataError::Empty {
+                path: path.to_path_buf(),
+            });
         }
         if let Mode::Learn(b) = &mut mode {
             for t in tasks.seen_tasks() {
@@ -212,7 +270,7 @@ impl EngagementDataset {
         }
         let meta = DatasetMeta {
             path: path.to_path_buf(),
-            n_lines: reader.lines_read(),
+            n_lines: 0,
             has_history,
             has_candidate: examples.first().is_some_and(|e| e.candidate.is_some()),
             has_old_scores,

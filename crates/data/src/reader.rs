@@ -186,6 +186,51 @@ fn diagnose<T: DeserializeOwned>(
     )
 }
 
+/// The per-record and file-level rules of an engagement log: [`EngagementRecord::check`], the
+/// same feature width on every line as on the first, and a candidate on every line or none.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FileRules {
+    /// (line, feature width, has candidate) of the first record.
+    first: Option<(usize, usize, bool)>,
+}
+
+impl FileRules {
+    /// Checks one record at `line` of `path`.
+    pub(crate) fn check(&mut self, path: &Path, line: usize, rec: &EngagementRecord) -> Result<()> {
+        rec.check()
+            .map_err(|p| DataError::field_error(path, line, p.field, p.message))?;
+        let has_candidate = rec.candidate.is_some();
+        let Some((first_line, width, cand)) = self.first else {
+            self.first = Some((line, rec.features.len(), has_candidate));
+            return Ok(());
+        };
+        if rec.features.len() != width {
+            return Err(DataError::field_error(
+                path,
+                line,
+                "features",
+                format!(
+                    "expected {width} features (as on line {first_line}), got {}",
+                    rec.features.len()
+                ),
+            ));
+        }
+        if cand != has_candidate {
+            let (this, that) = if cand { ("no", "a") } else { ("a", "no") };
+            return Err(DataError::field_error(
+                path,
+                line,
+                "candidate",
+                format!(
+                    "this line has {this} candidate but line {first_line} has {that} \
+                     candidate (a file has a candidate on every line or on none)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Streaming, validating reader of an engagement log (SPEC §4.1).
 ///
 /// Yields `(line number, record)` for each record. Each record passes
@@ -196,7 +241,7 @@ fn diagnose<T: DeserializeOwned>(
 #[derive(Debug)]
 pub struct EngagementReader {
     lines: Lines,
-    first: Option<(usize, usize, bool)>,
+    rules: FileRules,
     records: usize,
     done: bool,
 }
@@ -206,7 +251,7 @@ impl EngagementReader {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         Ok(Self {
             lines: Lines::open(path.as_ref())?,
-            first: None,
+            rules: FileRules::default(),
             records: 0,
             done: false,
         })
@@ -219,12 +264,12 @@ impl EngagementReader {
 
     /// The dense feature width, known once the first record is read.
     pub fn feature_width(&self) -> Option<usize> {
-        self.first.map(|(_, w, _)| w)
+        self.rules.first.map(|(_, w, _)| w)
     }
 
     /// The line number of the first record, once read.
     pub fn first_line(&self) -> Option<usize> {
-        self.first.map(|(l, _, _)| l)
+        self.rules.first.map(|(l, _, _)| l)
     }
 
     /// Physical lines consumed so far (records plus trailing blank lines).
@@ -248,37 +293,7 @@ impl EngagementReader {
         };
         let path = self.lines.path();
         let rec: EngagementRecord = parse_line(path, line, self.lines.current())?;
-        rec.check()
-            .map_err(|p| DataError::field_error(path, line, p.field, p.message))?;
-        let has_candidate = rec.candidate.is_some();
-        match self.first {
-            None => self.first = Some((line, rec.features.len(), has_candidate)),
-            Some((first_line, width, cand)) => {
-                if rec.features.len() != width {
-                    return Err(DataError::field_error(
-                        path,
-                        line,
-                        "features",
-                        format!(
-                            "expected {width} features (as on line {first_line}), got {}",
-                            rec.features.len()
-                        ),
-                    ));
-                }
-                if cand != has_candidate {
-                    let (this, that) = if cand { ("no", "a") } else { ("a", "no") };
-                    return Err(DataError::field_error(
-                        path,
-                        line,
-                        "candidate",
-                        format!(
-                            "this line has {this} candidate but line {first_line} has {that} \
-                             candidate (a file has a candidate on every line or on none)"
-                        ),
-                    ));
-                }
-            }
-        }
+        self.rules.check(path, line, &rec)?;
         self.records += 1;
         Ok(Some((line, rec)))
     }

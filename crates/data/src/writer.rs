@@ -46,7 +46,7 @@ impl AtomicFile {
             .create_new(true)
             .open(&temp)
             .map_err(|e| DataError::Io {
-                path: temp.clone(),
+                path: path.clone(),
                 source: e,
             })?;
         Ok(Self {

@@ -324,3 +324,54 @@ fn time_split_orders_by_ts_stably() {
     let ds = EngagementDataset::load_training(&one, &ReadOptions::default()).unwrap();
     assert!(matches!(ds.split_by_time(0.5), Err(DataError::Invalid(_))));
 }
+
+#[test]
+fn in_memory_records_get_the_same_checks() {
+    use closeup_data::EngagementRecord;
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "t.jsonl", &TRAIN);
+    let from_file = EngagementDataset::load_training(&p, &ReadOptions::default()).unwrap();
+    let recs: Vec<EngagementRecord> = TRAIN
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mem = EngagementDataset::from_records_training(&p, recs.clone(), &ReadOptions::default())
+        .unwrap();
+    assert_eq!(mem, from_file);
+    let scored = EngagementDataset::from_records_with_vocab(
+        "sim",
+        recs.clone(),
+        &from_file.vocab,
+        &ReadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(scored.examples, from_file.examples);
+    let mut bad = recs.clone();
+    bad[2].features.push(1.0);
+    let e =
+        EngagementDataset::from_records_training("sim", bad, &ReadOptions::default()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "sim:3: field \"features\": expected 2 features (as on line 1), got 3"
+    );
+    let mut bad = recs;
+    bad[1].labels.insert("x".into(), Some(3.0));
+    let e =
+        EngagementDataset::from_records_training("sim", bad, &ReadOptions::default()).unwrap_err();
+    assert_eq!((e.line(), e.field()), (Some(2), Some("labels.x")));
+    let e = EngagementDataset::from_records_training("sim", vec![], &ReadOptions::default())
+        .unwrap_err();
+    assert!(matches!(e, DataError::Empty { .. }), "{e}");
+}
+
+#[test]
+fn writing_into_a_missing_directory_names_the_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("no/such/dir/out.jsonl");
+    let e = closeup_data::write_jsonl(&dest, [1, 2]).unwrap_err();
+    assert!(matches!(e, DataError::Io { .. }), "{e}");
+    assert!(
+        e.to_string().starts_with(&dest.display().to_string()),
+        "{e}"
+    );
+}
