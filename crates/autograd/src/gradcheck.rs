@@ -72,7 +72,7 @@ impl GradCheck {
         for (i, x) in inputs.iter().enumerate() {
             let g = grads.wrt(vars[i]).unwrap_or_else(|| Tensor::zeros(x.raw_dim()));
             for k in 0..self.directions {
-                let d = randn(x.shape(), self.seed ^ (1 + i as u64) * 7919 ^ (k as u64) << 32);
+                let d = randn(x.shape(), self.seed ^ ((1 + i as u64) * 7919) ^ ((k as u64) << 32));
                 let analytic: f64 = g.iter().zip(d.iter()).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
                 let scale: f64 = g.iter().zip(d.iter()).map(|(&a, &b)| (f64::from(a) * f64::from(b)).abs()).sum();
                 let mut plus = inputs.to_vec();
@@ -82,7 +82,8 @@ impl GradCheck {
                 let numeric = (eval(&plus) - eval(&minus)) / (2.0 * f64::from(self.eps));
                 let err = (numeric - analytic).abs();
                 let tol = self.atol + self.rtol * numeric.abs().max(analytic.abs()).max(0.05 * scale);
-                if !(err <= tol) {
+                let within = err <= tol; // false for NaN too
+                if !within {
                     return Err(format!(
                         "input {i} (shape {:?}), direction {k}: analytic {analytic:.6e}, \
                          finite difference {numeric:.6e}, |error| {err:.3e} > tolerance {tol:.3e}",

@@ -3,7 +3,7 @@
 
 use crate::param::{Param, ParamId};
 use crate::{Tensor, Var};
-use ndarray::{Array2, ArrayView2, Axis, IxDyn};
+use ndarray::{Array2, ArrayView2, Axis};
 use std::collections::BTreeMap;
 
 /// A row-sparse gradient of a 2-D parameter: the rows that received gradient and their values.
@@ -245,9 +245,4 @@ impl Gradients {
     pub fn all_finite(&self) -> bool {
         self.params.values().all(|g| g.sum_squares().is_finite())
     }
-}
-
-/// A zero dense gradient of the given shape (helper for tests and optimizers).
-pub(crate) fn zeros(shape: &[usize]) -> Tensor {
-    Tensor::zeros(IxDyn(shape))
 }

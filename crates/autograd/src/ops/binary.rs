@@ -103,6 +103,8 @@ fn binary<'t>(kind: Kind, a: Var<'t>, b: Var<'t>) -> Var<'t> {
     })
 }
 
+/// Inherent forms of `+ - * /`, so chains like `x.matmul(w).add(b)` need no trait import.
+#[allow(clippy::should_implement_trait)]
 impl<'t> Var<'t> {
     /// `self + other`, broadcasting.
     ///
