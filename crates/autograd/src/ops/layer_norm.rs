@@ -25,9 +25,21 @@ use std::sync::Arc;
 fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
     let n = x.len() as f32;
     let mean = x.iter().fold(0.0_f32, |acc, &v| acc + v) / n;
-    let var = x.iter().fold(0.0_f32, |acc, &v| acc + (v - mean) * (v - mean)) / n;
+    let var = x
+        .iter()
+        .fold(0.0_f32, |acc, &v| acc + (v - mean) * (v - mean))
+        / n;
     let t = var + eps;
     let rstd = if t == 0.0 { 0.0 } else { 1.0 / t.sqrt() };
+    (mean, rstd)
+}
+
+/// Writes `y = x̂·γ + β` for one row and returns its `(μ, rstd)`.
+fn normalize_row(y: &mut [f32], x: &[f32], gamma: &[f32], beta: &[f32], eps: f32) -> (f32, f32) {
+    let (mean, rstd) = row_stats(x, eps);
+    for (((y, &xv), &gv), &bv) in y.iter_mut().zip(x).zip(gamma).zip(beta) {
+        *y = (xv - mean) * rstd * gv + bv;
+    }
     (mean, rstd)
 }
 
@@ -43,8 +55,8 @@ struct LayerNormBackward {
     beta: usize,
     x_val: Arc<Tensor>,
     gamma_val: Arc<Tensor>,
-    mean: Vec<f32>,
-    rstd: Vec<f32>,
+    /// `(μ, rstd)` per row.
+    stats: Vec<(f32, f32)>,
 }
 
 /// The per-block result of the backward: `Σ dy ⊙ x̂` and `Σ dy` over the block's rows (empty
@@ -56,20 +68,32 @@ struct BlockSums {
 
 impl BackwardOp for LayerNormBackward {
     fn backward(&self, g: &Tensor, sink: &mut GradSink<'_>) {
-        let x = self.x_val.as_slice().expect("tape values are standard layout");
-        let gamma = self.gamma_val.as_slice().expect("tape values are standard layout");
+        let x = self
+            .x_val
+            .as_slice()
+            .expect("tape values are standard layout");
+        let gamma = self
+            .gamma_val
+            .as_slice()
+            .expect("tape values are standard layout");
         let g = g.as_standard_layout();
         let dy = g.as_slice().expect("standard layout");
         let d = gamma.len();
-        let rows = self.mean.len();
-        let (want_x, want_g, want_b) = (sink.wants(self.x), sink.wants(self.gamma), sink.wants(self.beta));
+        let rows = self.stats.len();
+        let (want_x, want_g, want_b) = (
+            sink.wants(self.x),
+            sink.wants(self.gamma),
+            sink.wants(self.beta),
+        );
         let block = block_rows(d);
         let mut dx = vec![0.0_f32; if want_x { rows * d } else { 0 }];
         // One work item per block of rows; its slice of `dx` (empty when x needs no gradient).
         let mut items: Vec<(usize, &mut [f32])> = if want_x {
             dx.chunks_mut(block * d).enumerate().collect()
         } else {
-            (0..rows.div_ceil(block)).map(|b| (b, <&mut [f32]>::default())).collect()
+            (0..rows.div_ceil(block))
+                .map(|b| (b, <&mut [f32]>::default()))
+                .collect()
         };
         let n = d as f32;
         let work = |(b, dx_block): &mut (usize, &mut [f32])| -> BlockSums {
@@ -81,7 +105,7 @@ impl BackwardOp for LayerNormBackward {
             let r1 = (r0 + block).min(rows);
             for r in r0..r1 {
                 let (xr, gr) = (&x[r * d..(r + 1) * d], &dy[r * d..(r + 1) * d]);
-                let (mu, rs) = (self.mean[r], self.rstd[r]);
+                let (mu, rs) = self.stats[r];
                 if want_g {
                     for ((acc, &xv), &gv) in sums.dgamma.iter_mut().zip(xr).zip(gr) {
                         *acc += gv * ((xv - mu) * rs);
@@ -116,7 +140,8 @@ impl BackwardOp for LayerNormBackward {
         };
         drop(items);
         if want_x {
-            let dx = Tensor::from_shape_vec(self.x_val.raw_dim(), dx).expect("dx has the input's size");
+            let dx =
+                Tensor::from_shape_vec(self.x_val.raw_dim(), dx).expect("dx has the input's size");
             sink.add(self.x, dx);
         }
         let total = |pick: fn(&BlockSums) -> &Vec<f32>| -> Tensor {
@@ -155,53 +180,51 @@ impl<'t> Var<'t> {
         self.same_tape(&beta, "layer_norm");
         let (x_val, g_val, b_val) = (self.value(), gamma.value(), beta.value());
         let shape = x_val.shape();
-        assert!(!shape.is_empty(), "layer_norm: the input must have at least one axis, got a scalar");
+        assert!(
+            !shape.is_empty(),
+            "layer_norm: the input must have at least one axis, got a scalar"
+        );
         let d = shape[shape.len() - 1];
-        assert!(d > 0, "layer_norm: the normalised (last) axis of shape {shape:?} is empty");
+        assert!(
+            d > 0,
+            "layer_norm: the normalised (last) axis of shape {shape:?} is empty"
+        );
         assert!(
             g_val.shape() == [d] && b_val.shape() == [d],
             "layer_norm: gamma {:?} and beta {:?} must both be [{d}] for an input of shape {shape:?}",
             g_val.shape(),
             b_val.shape()
         );
-        assert!(eps >= 0.0 && eps.is_finite(), "layer_norm: eps must be finite and >= 0, got {eps}");
+        assert!(
+            eps >= 0.0 && eps.is_finite(),
+            "layer_norm: eps must be finite and >= 0, got {eps}"
+        );
         let x = x_val.as_slice().expect("tape values are standard layout");
         let (gs, bs) = (
             g_val.as_slice().expect("tape values are standard layout"),
             b_val.as_slice().expect("tape values are standard layout"),
         );
-        let rows = x.len() / d;
         let mut out = vec![0.0_f32; x.len()];
-        let mut mean = vec![0.0_f32; rows];
-        let mut rstd = vec![0.0_f32; rows];
-        let row = |((y, x), (mu, rs)): ((&mut [f32], &[f32]), (&mut f32, &mut f32))| {
-            let (m, r) = row_stats(x, eps);
-            for (((y, &xv), &gv), &bv) in y.iter_mut().zip(x).zip(gs).zip(bs) {
-                *y = (xv - m) * r * gv + bv;
-            }
-            (*mu, *rs) = (m, r);
-        };
-        if use_parallel(x.len()) {
+        let row = |(y, x): (&mut [f32], &[f32])| normalize_row(y, x, gs, bs, eps);
+        let stats: Vec<(f32, f32)> = if use_parallel(x.len()) {
             out.par_chunks_mut(d)
                 .zip(x.par_chunks(d))
-                .zip(mean.par_iter_mut().zip(rstd.par_iter_mut()))
-                .for_each(row);
+                .map(row)
+                .collect()
         } else {
-            out.chunks_mut(d)
-                .zip(x.chunks(d))
-                .zip(mean.iter_mut().zip(rstd.iter_mut()))
-                .for_each(row);
-        }
-        let out = Tensor::from_shape_vec(x_val.raw_dim(), out).expect("output has the input's size");
-        self.tape.record(&[self, gamma, beta], out, || LayerNormBackward {
-            x: self.id,
-            gamma: gamma.id,
-            beta: beta.id,
-            x_val: x_val.clone(),
-            gamma_val: g_val,
-            mean,
-            rstd,
-        })
+            out.chunks_mut(d).zip(x.chunks(d)).map(row).collect()
+        };
+        let out =
+            Tensor::from_shape_vec(x_val.raw_dim(), out).expect("output has the input's size");
+        self.tape
+            .record(&[self, gamma, beta], out, || LayerNormBackward {
+                x: self.id,
+                gamma: gamma.id,
+                beta: beta.id,
+                x_val: x_val.clone(),
+                gamma_val: g_val,
+                stats,
+            })
     }
 }
 
@@ -214,7 +237,10 @@ mod tests {
     fn assert_close(got: &Tensor, want: &Tensor, tol: f32) {
         assert_eq!(got.shape(), want.shape());
         for (&g, &w) in got.iter().zip(want) {
-            assert!((g - w).abs() <= tol * (1.0 + w.abs()), "got {got:?}\nwant {want:?}");
+            assert!(
+                (g - w).abs() <= tol * (1.0 + w.abs()),
+                "got {got:?}\nwant {want:?}"
+            );
         }
     }
 
@@ -233,14 +259,24 @@ mod tests {
         let grads = tape.backward_with_seed(out, randn(val.shape(), seed));
         let gs = vars
             .iter()
-            .map(|&v| grads.wrt(v).unwrap_or_else(|| Tensor::zeros(v.value().raw_dim())))
+            .map(|&v| {
+                grads
+                    .wrt(v)
+                    .unwrap_or_else(|| Tensor::zeros(v.value().raw_dim()))
+            })
             .collect();
         (val, gs)
     }
 
     /// The composed slow path from binary ops: row means as a matmul with a `[D, 1]` column of
     /// `1/D`.
-    fn composed<'t>(tape: &'t Tape, x: Var<'t>, gamma: Var<'t>, beta: Var<'t>, eps: f32) -> Var<'t> {
+    fn composed<'t>(
+        tape: &'t Tape,
+        x: Var<'t>,
+        gamma: Var<'t>,
+        beta: Var<'t>,
+        eps: f32,
+    ) -> Var<'t> {
         let d = gamma.shape()[0];
         let avg = tape.constant(Tensor::from_elem(IxDyn(&[d, 1]), 1.0 / d as f32));
         let mean = x.matmul(avg);
@@ -259,17 +295,31 @@ mod tests {
         let y = x.layer_norm(gamma, beta, 0.0).value();
         // Row 0: μ = 2.5, σ² = 1.25.
         let s = 1.25_f32.sqrt();
-        let want = array![[-1.5 / s, -1.0 / s, 0.5 / s, 10.0 + 1.5 / s], [-1.0, -2.0, 1.0, 11.0]].into_dyn();
+        let want = array![
+            [-1.5 / s, -1.0 / s, 0.5 / s, 10.0 + 1.5 / s],
+            [-1.0, -2.0, 1.0, 11.0]
+        ]
+        .into_dyn();
         assert_close(&y, &want, 1e-6);
     }
 
     #[test]
     fn matches_composed_path() {
-        for (shape, eps) in [(vec![4, 6], 1e-5), (vec![2, 3, 5], 1e-3), (vec![1, 8], 1e-5)] {
+        for (shape, eps) in [
+            (vec![4, 6], 1e-5),
+            (vec![2, 3, 5], 1e-3),
+            (vec![1, 8], 1e-5),
+        ] {
             let d = shape[shape.len() - 1];
-            let inputs = [randn(&shape, 71), randn(&[d], 72).mapv(|v| v + 1.0), randn(&[d], 73)];
-            let (y_fast, g_fast) = value_and_grads(&inputs, 5, move |_, v| v[0].layer_norm(v[1], v[2], eps));
-            let (y_slow, g_slow) = value_and_grads(&inputs, 5, move |t, v| composed(t, v[0], v[1], v[2], eps));
+            let inputs = [
+                randn(&shape, 71),
+                randn(&[d], 72).mapv(|v| v + 1.0),
+                randn(&[d], 73),
+            ];
+            let (y_fast, g_fast) =
+                value_and_grads(&inputs, 5, move |_, v| v[0].layer_norm(v[1], v[2], eps));
+            let (y_slow, g_slow) =
+                value_and_grads(&inputs, 5, move |t, v| composed(t, v[0], v[1], v[2], eps));
             assert_close(&y_fast, &y_slow, 1e-4);
             for (f, s) in g_fast.iter().zip(&g_slow) {
                 assert_close(f, s, 1e-3);
@@ -293,7 +343,11 @@ mod tests {
     fn width_one_and_constant_rows() {
         // D = 1: x̂ = 0, so y = beta and dx = 0 (for any eps, including 0).
         for eps in [1e-5, 0.0] {
-            let inputs = [randn(&[4, 1], 91), array![1.5_f32].into_dyn(), array![0.25_f32].into_dyn()];
+            let inputs = [
+                randn(&[4, 1], 91),
+                array![1.5_f32].into_dyn(),
+                array![0.25_f32].into_dyn(),
+            ];
             let (y, g) = value_and_grads(&inputs, 6, move |_, v| v[0].layer_norm(v[1], v[2], eps));
             assert_eq!(y, Tensor::from_elem(IxDyn(&[4, 1]), 0.25));
             assert_eq!(g[0], Tensor::zeros(IxDyn(&[4, 1])));
@@ -303,7 +357,11 @@ mod tests {
             assert_gradients(&inputs, move |_, v| v[0].layer_norm(v[1], v[2], eps));
         }
         // A constant row with eps = 0 is finite (no 0·∞).
-        let inputs = [array![[3.0_f32, 3.0, 3.0], [1.0, 2.0, 4.0]].into_dyn(), randn(&[3], 1), randn(&[3], 2)];
+        let inputs = [
+            array![[3.0_f32, 3.0, 3.0], [1.0, 2.0, 4.0]].into_dyn(),
+            randn(&[3], 1),
+            randn(&[3], 2),
+        ];
         let (y, g) = value_and_grads(&inputs, 7, |_, v| v[0].layer_norm(v[1], v[2], 0.0));
         assert!(y.iter().chain(g.iter().flatten()).all(|v| v.is_finite()));
         assert_eq!(row(&y, 0), inputs[2].iter().copied().collect::<Vec<_>>());
@@ -319,15 +377,26 @@ mod tests {
         let y = x.layer_norm(gamma, beta, 1e-5);
         let grads = tape.backward_with_seed(y, randn(&[2, 3], 4));
         assert!(grads.wrt(gamma).is_some());
-        assert!(!tape.constant(randn(&[2, 3], 1)).layer_norm(beta, beta, 1e-5).requires_grad());
+        assert!(
+            !tape
+                .constant(randn(&[2, 3], 1))
+                .layer_norm(beta, beta, 1e-5)
+                .requires_grad()
+        );
     }
 
     #[test]
-    #[should_panic(expected = "layer_norm: gamma [4] and beta [3] must both be [3] for an input of shape [2, 3]")]
+    #[should_panic(
+        expected = "layer_norm: gamma [4] and beta [3] must both be [3] for an input of shape [2, 3]"
+    )]
     fn wrong_parameter_shape_panics() {
         let tape = Tape::new();
         let x = tape.constant(randn(&[2, 3], 1));
-        let _ = x.layer_norm(tape.constant(randn(&[4], 1)), tape.constant(randn(&[3], 1)), 1e-5);
+        let _ = x.layer_norm(
+            tape.constant(randn(&[4], 1)),
+            tape.constant(randn(&[3], 1)),
+            1e-5,
+        );
     }
 
     fn big_run() -> Vec<Tensor> {
@@ -339,9 +408,22 @@ mod tests {
 
     #[test]
     fn deterministic_across_runs_and_thread_counts() {
-        assert!(2 * 640 > super::block_rows(32), "the test must span several blocks");
-        let in_pool = |n: usize| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap().install(big_run);
-        let bits = |ts: &[Tensor]| ts.iter().map(|t| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>()).collect::<Vec<_>>();
+        assert!(
+            2 * 640 > super::block_rows(32),
+            "the test must span several blocks"
+        );
+        let in_pool = |n: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+                .install(big_run)
+        };
+        let bits = |ts: &[Tensor]| {
+            ts.iter()
+                .map(|t| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        };
         let (a, b, c) = (in_pool(1), in_pool(2), big_run());
         assert_eq!(bits(&a), bits(&b));
         assert_eq!(bits(&a), bits(&c));

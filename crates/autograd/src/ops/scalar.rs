@@ -57,7 +57,9 @@ impl BackwardOp for ScalarBackward {
             Kind::Clamp(lo, hi) => {
                 let x = self.x_val.as_ref().expect("clamp keeps its input");
                 // The gradient passes where lo ≤ x ≤ hi (bounds included, as PyTorch).
-                let dx = map2(&g.view(), &x.view(), move |g, x| if x >= lo && x <= hi { g } else { 0.0 });
+                let dx = map2(&g.view(), &x.view(), move |g, x| {
+                    if x >= lo && x <= hi { g } else { 0.0 }
+                });
                 sink.add(self.x, dx);
             }
         }
@@ -135,7 +137,10 @@ impl<'t> Var<'t> {
     /// # Panics
     /// If `min > max` or either bound is NaN.
     pub fn clamp(self, min: f32, max: f32) -> Var<'t> {
-        assert!(min <= max, "clamp: need min <= max (and neither NaN), got min {min}, max {max}");
+        assert!(
+            min <= max,
+            "clamp: need min <= max (and neither NaN), got min {min}, max {max}"
+        );
         scalar(Kind::Clamp(min, max), self)
     }
 }
@@ -177,19 +182,44 @@ mod tests {
     fn values() {
         let tape = Tape::new();
         let x = tape.constant(array![[-2.0_f32, 0.5], [1.0, 4.0]].into_dyn());
-        assert_eq!(*x.add_scalar(1.0).value(), array![[-1.0_f32, 1.5], [2.0, 5.0]].into_dyn());
+        assert_eq!(
+            *x.add_scalar(1.0).value(),
+            array![[-1.0_f32, 1.5], [2.0, 5.0]].into_dyn()
+        );
         assert_eq!(*(x + 1.0).value(), *(1.0 + x).value());
-        assert_eq!(*x.sub_scalar(1.0).value(), array![[-3.0_f32, -0.5], [0.0, 3.0]].into_dyn());
+        assert_eq!(
+            *x.sub_scalar(1.0).value(),
+            array![[-3.0_f32, -0.5], [0.0, 3.0]].into_dyn()
+        );
         assert_eq!(*(x - 1.0).value(), *x.sub_scalar(1.0).value());
-        assert_eq!(*x.rsub_scalar(1.0).value(), array![[3.0_f32, 0.5], [0.0, -3.0]].into_dyn());
+        assert_eq!(
+            *x.rsub_scalar(1.0).value(),
+            array![[3.0_f32, 0.5], [0.0, -3.0]].into_dyn()
+        );
         assert_eq!(*(1.0 - x).value(), *x.rsub_scalar(1.0).value());
-        assert_eq!(*x.mul_scalar(2.0).value(), array![[-4.0_f32, 1.0], [2.0, 8.0]].into_dyn());
+        assert_eq!(
+            *x.mul_scalar(2.0).value(),
+            array![[-4.0_f32, 1.0], [2.0, 8.0]].into_dyn()
+        );
         assert_eq!(*x.scale(2.0).value(), *(2.0 * x).value());
         assert_eq!(*(x * 2.0).value(), *x.mul_scalar(2.0).value());
-        assert_eq!(*x.div_scalar(4.0).value(), array![[-0.5_f32, 0.125], [0.25, 1.0]].into_dyn());
-        assert_eq!(*(x / 3.0).value(), x.value().mapv(|v| v / 3.0), "a true division");
-        assert_eq!(*x.clamp(-1.0, 1.0).value(), array![[-1.0_f32, 0.5], [1.0, 1.0]].into_dyn());
-        assert_eq!(*x.clamp(0.0, f32::INFINITY).value(), array![[0.0_f32, 0.5], [1.0, 4.0]].into_dyn());
+        assert_eq!(
+            *x.div_scalar(4.0).value(),
+            array![[-0.5_f32, 0.125], [0.25, 1.0]].into_dyn()
+        );
+        assert_eq!(
+            *(x / 3.0).value(),
+            x.value().mapv(|v| v / 3.0),
+            "a true division"
+        );
+        assert_eq!(
+            *x.clamp(-1.0, 1.0).value(),
+            array![[-1.0_f32, 0.5], [1.0, 1.0]].into_dyn()
+        );
+        assert_eq!(
+            *x.clamp(0.0, f32::INFINITY).value(),
+            array![[0.0_f32, 0.5], [1.0, 4.0]].into_dyn()
+        );
         let nan = tape.constant(array![f32::NAN].into_dyn());
         assert!(nan.clamp(0.0, 1.0).value()[0].is_nan());
     }
@@ -201,7 +231,9 @@ mod tests {
             let tape = Tape::new();
             let x = tape.leaf(x0.clone());
             let y = f(x);
-            tape.backward_with_seed(y, Tensor::ones(IxDyn(&[5]))).wrt(x).unwrap()
+            tape.backward_with_seed(y, Tensor::ones(IxDyn(&[5])))
+                .wrt(x)
+                .unwrap()
         };
         assert_eq!(grad(&|x| x + 3.0), Tensor::ones(IxDyn(&[5])));
         assert_eq!(grad(&|x| x - 3.0), Tensor::ones(IxDyn(&[5])));
@@ -209,7 +241,10 @@ mod tests {
         assert_eq!(grad(&|x| x * 3.0), Tensor::from_elem(IxDyn(&[5]), 3.0));
         assert_eq!(grad(&|x| x / 4.0), Tensor::from_elem(IxDyn(&[5]), 0.25));
         // Zero outside, bounds included.
-        assert_eq!(grad(&|x| x.clamp(-1.0, 1.0)), array![0.0_f32, 1.0, 1.0, 1.0, 0.0].into_dyn());
+        assert_eq!(
+            grad(&|x| x.clamp(-1.0, 1.0)),
+            array![0.0_f32, 1.0, 1.0, 1.0, 0.0].into_dyn()
+        );
     }
 
     #[test]
@@ -223,12 +258,20 @@ mod tests {
             assert_gradients(std::slice::from_ref(&x), |_, v| v[0].scale(2.5));
             assert_gradients(std::slice::from_ref(&x), |_, v| v[0].div_scalar(-0.6));
             // Clamp with every element away from the bounds (the kinks).
-            let xc = x.mapv(|v| if (v.abs() - 0.5).abs() < 0.05 { v * 1.3 } else { v });
+            let xc = x.mapv(|v| {
+                if (v.abs() - 0.5).abs() < 0.05 {
+                    v * 1.3
+                } else {
+                    v
+                }
+            });
             assert_gradients(&[xc], |_, v| v[0].clamp(-0.5, 0.5));
         }
         // Composed with broadcasting binary ops and the operators.
         let (x, b) = (randn(&[3, 4], 32), randn(&[4], 33));
-        assert_gradients(&[x, b], |_, v| (1.0 - v[0] * 0.5) * (v[1] + 2.0) / 3.0 - v[0]);
+        assert_gradients(&[x, b], |_, v| {
+            (1.0 - v[0] * 0.5) * (v[1] + 2.0) / 3.0 - v[0]
+        });
     }
 
     #[test]
@@ -243,13 +286,22 @@ mod tests {
         let x = tape.leaf(randn(&[256, 160], 3));
         let y = (2.0 - x.scale(1.5)).clamp(-1.0, 2.5) / 3.0 + x.add_scalar(0.1);
         let val = (*y.value()).clone();
-        let g = tape.backward_with_seed(y, randn(&[256, 160], 4)).wrt(x).unwrap();
+        let g = tape
+            .backward_with_seed(y, randn(&[256, 160], 4))
+            .wrt(x)
+            .unwrap();
         (val, g)
     }
 
     #[test]
     fn deterministic_across_runs_and_thread_counts() {
-        let in_pool = |n: usize| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap().install(big_run);
+        let in_pool = |n: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+                .install(big_run)
+        };
         let bits = |t: &Tensor| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         let (a, b, c) = (in_pool(1), in_pool(2), big_run());
         assert_eq!(bits(&a.0), bits(&b.0));

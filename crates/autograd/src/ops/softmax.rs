@@ -21,12 +21,13 @@ use ndarray::{ArrayD, ArrayView1, ArrayViewMut1, Axis, IxDyn, Zip};
 /// The largest entry of a lane (`−∞` for an empty or all-`−∞` lane; NaN entries are skipped
 /// here and propagate through the exponentials instead).
 fn lane_max<'a>(x: impl IntoIterator<Item = &'a f32>) -> f32 {
-    x.into_iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+    x.into_iter()
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
 }
 
 /// `y = softmax(x)` (or `log_softmax(x)` when `log`) for one lane.
 fn softmax_lane(x: ArrayView1<'_, f32>, mut y: ArrayViewMut1<'_, f32>, log: bool) {
-    let m = lane_max(&x);
+    let m = lane_max(x.iter());
     if m == f32::NEG_INFINITY {
         y.fill(if log { f32::NEG_INFINITY } else { 0.0 });
         return;
@@ -39,7 +40,9 @@ fn softmax_lane(x: ArrayView1<'_, f32>, mut y: ArrayViewMut1<'_, f32>, log: bool
     });
     if log {
         let log_sum = sum.ln();
-        Zip::from(&mut y).and(&x).for_each(|y, &x| *y = (x - m) - log_sum);
+        Zip::from(&mut y)
+            .and(&x)
+            .for_each(|y, &x| *y = (x - m) - log_sum);
     } else {
         y.mapv_inplace(|e| e / sum);
     }
@@ -47,8 +50,15 @@ fn softmax_lane(x: ArrayView1<'_, f32>, mut y: ArrayViewMut1<'_, f32>, log: bool
 
 /// `y = softmax(x)` over the entries where `keep` is true; masked entries get exactly 0 and are
 /// never read (they may hold anything, NaN included).
-fn masked_softmax_lane(x: ArrayView1<'_, f32>, keep: ArrayView1<'_, bool>, mut y: ArrayViewMut1<'_, f32>) {
-    let m = x.iter().zip(&keep).fold(f32::NEG_INFINITY, |m, (&v, &k)| if k && v > m { v } else { m });
+fn masked_softmax_lane(
+    x: ArrayView1<'_, f32>,
+    keep: ArrayView1<'_, bool>,
+    mut y: ArrayViewMut1<'_, f32>,
+) {
+    let m = x.iter().zip(&keep).fold(
+        f32::NEG_INFINITY,
+        |m, (&v, &k)| if k && v > m { v } else { m },
+    );
     if m == f32::NEG_INFINITY {
         y.fill(0.0);
         return;
@@ -64,20 +74,34 @@ fn masked_softmax_lane(x: ArrayView1<'_, f32>, keep: ArrayView1<'_, bool>, mut y
 
 /// Softmax backward for one lane: `dx = y ⊙ (dy − Σ dy ⊙ y)`. Zero wherever `y` is zero, so
 /// masked entries and fully masked lanes get no gradient.
-fn softmax_backward_lane(y: ArrayView1<'_, f32>, dy: ArrayView1<'_, f32>, mut dx: ArrayViewMut1<'_, f32>) {
+fn softmax_backward_lane(
+    y: ArrayView1<'_, f32>,
+    dy: ArrayView1<'_, f32>,
+    mut dx: ArrayViewMut1<'_, f32>,
+) {
     let dot = y.iter().zip(&dy).fold(0.0_f32, |acc, (&y, &g)| acc + y * g);
-    Zip::from(&mut dx).and(&y).and(&dy).for_each(|dx, &y, &g| *dx = y * (g - dot));
+    Zip::from(&mut dx)
+        .and(&y)
+        .and(&dy)
+        .for_each(|dx, &y, &g| *dx = y * (g - dot));
 }
 
 /// Log-softmax backward for one lane: `dx = dy − softmax ⊙ Σ dy`, with `softmax = e^y`; zero
 /// for a fully masked (all `−∞`) lane.
-fn log_softmax_backward_lane(y: ArrayView1<'_, f32>, dy: ArrayView1<'_, f32>, mut dx: ArrayViewMut1<'_, f32>) {
+fn log_softmax_backward_lane(
+    y: ArrayView1<'_, f32>,
+    dy: ArrayView1<'_, f32>,
+    mut dx: ArrayViewMut1<'_, f32>,
+) {
     if y.iter().all(|&v| v == f32::NEG_INFINITY) {
         dx.fill(0.0);
         return;
     }
     let sum = dy.fold(0.0_f32, |acc, &g| acc + g);
-    Zip::from(&mut dx).and(&y).and(&dy).for_each(|dx, &y, &g| *dx = g - y.exp() * sum);
+    Zip::from(&mut dx)
+        .and(&y)
+        .and(&dy)
+        .for_each(|dx, &y, &g| *dx = g - y.exp() * sum);
 }
 
 fn check_axis(op: &str, shape: &[usize], axis: usize) {
@@ -99,7 +123,9 @@ impl BackwardOp for SoftmaxBackward {
         let y = self.y.get();
         let ax = Axis(self.axis);
         let mut dx = Tensor::zeros(y.raw_dim());
-        let z = Zip::from(dx.lanes_mut(ax)).and(y.lanes(ax)).and(g.lanes(ax));
+        let z = Zip::from(dx.lanes_mut(ax))
+            .and(y.lanes(ax))
+            .and(g.lanes(ax));
         let log = self.log;
         let lane = |dx, y, dy| {
             if log {
@@ -130,7 +156,12 @@ fn softmax_impl(x: Var<'_>, axis: usize, log: bool) -> Var<'_> {
         z.for_each(|y, x| softmax_lane(x, y, log));
     }
     let id = x.id;
-    record_with_output(x.tape, &[x], out, |y| SoftmaxBackward { x: id, axis, log, y })
+    record_with_output(x.tape, &[x], out, |y| SoftmaxBackward {
+        x: id,
+        axis,
+        log,
+        y,
+    })
 }
 
 impl<'t> Var<'t> {
@@ -178,7 +209,10 @@ impl<'t> Var<'t> {
     pub fn masked_softmax(self, mask: &ArrayD<bool>) -> Var<'t> {
         let x_val = self.value();
         let shape = x_val.shape();
-        assert!(!shape.is_empty(), "masked_softmax: the input must have at least one axis");
+        assert!(
+            !shape.is_empty(),
+            "masked_softmax: the input must have at least one axis"
+        );
         let keep = mask.broadcast(IxDyn(shape)).unwrap_or_else(|| {
             panic!(
                 "masked_softmax: mask of shape {:?} cannot be broadcast to the input shape {shape:?}",
@@ -188,7 +222,9 @@ impl<'t> Var<'t> {
         let axis = shape.len() - 1;
         let ax = Axis(axis);
         let mut out = Tensor::zeros(x_val.raw_dim());
-        let z = Zip::from(out.lanes_mut(ax)).and(x_val.lanes(ax)).and(keep.lanes(ax));
+        let z = Zip::from(out.lanes_mut(ax))
+            .and(x_val.lanes(ax))
+            .and(keep.lanes(ax));
         if use_parallel(x_val.len()) {
             z.par_for_each(|y, x, k| masked_softmax_lane(x, k, y));
         } else {
@@ -237,7 +273,11 @@ mod tests {
         let grads = tape.backward_with_seed(out, randn(val.shape(), seed));
         let gs = vars
             .iter()
-            .map(|&v| grads.wrt(v).unwrap_or_else(|| Tensor::zeros(v.value().raw_dim())))
+            .map(|&v| {
+                grads
+                    .wrt(v)
+                    .unwrap_or_else(|| Tensor::zeros(v.value().raw_dim()))
+            })
             .collect();
         (val, gs)
     }
@@ -248,7 +288,11 @@ mod tests {
         let x = tape.constant(array![[1.0_f32, 2.0, 3.0], [0.0, 0.0, 0.0]].into_dyn());
         let e: Vec<f32> = [1.0_f32, 2.0, 3.0].iter().map(|v| v.exp()).collect();
         let s: f32 = e.iter().sum();
-        let want = array![[e[0] / s, e[1] / s, e[2] / s], [1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0]].into_dyn();
+        let want = array![
+            [e[0] / s, e[1] / s, e[2] / s],
+            [1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0]
+        ]
+        .into_dyn();
         assert_close(&x.softmax(1).value(), &want, 1e-6);
         assert_close(&x.log_softmax(1).value(), &want.mapv(f32::ln), 1e-6);
         // Along axis 0: columns.
@@ -272,7 +316,10 @@ mod tests {
         assert_eq!(l[[0, 2]], -2000.0);
         assert!(close(l[[1, 0]], -std::f32::consts::LN_2, 1e-6));
         let loss = x.softmax(1) + x.log_softmax(1);
-        let g = tape.backward_with_seed(loss, randn(&[2, 3], 2)).wrt(x).unwrap();
+        let g = tape
+            .backward_with_seed(loss, randn(&[2, 3], 2))
+            .wrt(x)
+            .unwrap();
         assert!(g.iter().all(|v| v.is_finite()), "{g:?}");
         // Gradient checks at large offsets: a lane shifted by a constant is unchanged.
         let big = randn(&[3, 5], 3).mapv(|v| 3.0 * v + 80.0);
@@ -282,13 +329,23 @@ mod tests {
 
     #[test]
     fn gradient_checks_every_axis() {
-        for (shape, axis) in [(vec![3, 5], 1), (vec![3, 5], 0), (vec![2, 3, 4], 1), (vec![1, 6], 1), (vec![4], 0)] {
+        for (shape, axis) in [
+            (vec![3, 5], 1),
+            (vec![3, 5], 0),
+            (vec![2, 3, 4], 1),
+            (vec![1, 6], 1),
+            (vec![4], 0),
+        ] {
             let x = randn(&shape, 41);
             assert_gradients(std::slice::from_ref(&x), move |_, v| v[0].softmax(axis));
             assert_gradients(std::slice::from_ref(&x), move |_, v| v[0].log_softmax(axis));
         }
         // Composed with broadcasting and matmul (an attention-like score).
-        let (q, k, b) = (randn(&[2, 3, 4], 42), randn(&[2, 5, 4], 43), randn(&[5], 44));
+        let (q, k, b) = (
+            randn(&[2, 3, 4], 42),
+            randn(&[2, 5, 4], 43),
+            randn(&[5], 44),
+        );
         assert_gradients(&[q, k, b], |_, v| (v[0].matmul_t(v[1]) + v[2]).softmax(2));
     }
 
@@ -307,7 +364,11 @@ mod tests {
         let x0 = array![[inf, inf, inf], [0.0, inf, 1.0]].into_dyn();
         let (y, g) = value_and_grads(std::slice::from_ref(&x0), 1, |_, v| v[0].softmax(1));
         let e = 1.0_f32.exp();
-        assert_close(&y, &array![[0.0_f32, 0.0, 0.0], [1.0 / (1.0 + e), 0.0, e / (1.0 + e)]].into_dyn(), 1e-6);
+        assert_close(
+            &y,
+            &array![[0.0_f32, 0.0, 0.0], [1.0 / (1.0 + e), 0.0, e / (1.0 + e)]].into_dyn(),
+            1e-6,
+        );
         assert!(g[0].iter().all(|v| v.is_finite()));
         assert_eq!(row(&g[0], 0), vec![0.0; 3]);
         assert_eq!(g[0][[1, 1]], 0.0);
@@ -337,9 +398,13 @@ mod tests {
         let mask = padding_mask(&[5, 2, 1], l);
         let x = randn(&[b, h, l, l], 51);
         let m1 = mask.clone();
-        let (y_fast, g_fast) = value_and_grads(std::slice::from_ref(&x), 9, move |_, v| v[0].masked_softmax(&m1));
+        let (y_fast, g_fast) = value_and_grads(std::slice::from_ref(&x), 9, move |_, v| {
+            v[0].masked_softmax(&m1)
+        });
         let m2 = mask.clone();
-        let (y_slow, g_slow) = value_and_grads(std::slice::from_ref(&x), 9, move |t, v| composed(t, v[0], &m2));
+        let (y_slow, g_slow) = value_and_grads(std::slice::from_ref(&x), 9, move |t, v| {
+            composed(t, v[0], &m2)
+        });
         assert_close(&y_fast, &y_slow, 1e-6);
         assert_close(&g_fast[0], &g_slow[0], 1e-5);
         // Masked keys get probability and gradient exactly 0.
@@ -351,11 +416,13 @@ mod tests {
         }
         // Masked entries are never read.
         let mut poisoned = x.clone();
-        ndarray::Zip::from(&mut poisoned).and(&full).for_each(|v, &k| {
-            if !k {
-                *v = f32::NAN;
-            }
-        });
+        ndarray::Zip::from(&mut poisoned)
+            .and(&full)
+            .for_each(|v, &k| {
+                if !k {
+                    *v = f32::NAN;
+                }
+            });
         let m3 = mask.clone();
         let (y_poisoned, _) = value_and_grads(&[poisoned], 9, move |_, v| v[0].masked_softmax(&m3));
         assert_eq!(y_poisoned, y_fast);
@@ -369,29 +436,44 @@ mod tests {
         let mask = padding_mask(&[3, 0], 3);
         let x = randn(&[2, 2, 3, 3], 61);
         let m = mask.clone();
-        let (y, g) = value_and_grads(std::slice::from_ref(&x), 3, move |_, v| v[0].masked_softmax(&m));
+        let (y, g) = value_and_grads(std::slice::from_ref(&x), 3, move |_, v| {
+            v[0].masked_softmax(&m)
+        });
         assert!(y.iter().chain(g[0].iter()).all(|v| v.is_finite()));
         let item1 = y.index_axis(Axis(0), 1);
         assert!(item1.iter().all(|&v| v == 0.0));
         assert!(g[0].index_axis(Axis(0), 1).iter().all(|&v| v == 0.0));
         let item0 = y.index_axis(Axis(0), 0);
-        assert!(item0.lanes(Axis(2)).into_iter().all(|r| close(r.sum(), 1.0, 1e-6)));
+        assert!(
+            item0
+                .lanes(Axis(2))
+                .into_iter()
+                .all(|r| close(r.sum(), 1.0, 1e-6))
+        );
         // Gradients still check with an all-masked batch item, batch of 1 and a per-row mask.
         let m = mask.clone();
         assert_gradients(&[x], move |_, v| v[0].masked_softmax(&m));
         let m1 = padding_mask(&[2], 4);
-        assert_gradients(&[randn(&[1, 3, 4, 4], 62)], move |_, v| v[0].masked_softmax(&m1));
+        assert_gradients(&[randn(&[1, 3, 4, 4], 62)], move |_, v| {
+            v[0].masked_softmax(&m1)
+        });
         let per_row = array![[true, false, true], [false, false, false]].into_dyn();
-        let (y, _) = value_and_grads(&[randn(&[2, 3], 63)], 1, move |_, v| v[0].masked_softmax(&per_row));
+        let (y, _) = value_and_grads(&[randn(&[2, 3], 63)], 1, move |_, v| {
+            v[0].masked_softmax(&per_row)
+        });
         assert_eq!(row(&y, 1), vec![0.0; 3]);
         assert_eq!(y[[0, 1]], 0.0);
     }
 
     #[test]
-    #[should_panic(expected = "masked_softmax: mask of shape [2, 4] cannot be broadcast to the input shape [2, 3]")]
+    #[should_panic(
+        expected = "masked_softmax: mask of shape [2, 4] cannot be broadcast to the input shape [2, 3]"
+    )]
     fn masked_softmax_rejects_bad_mask() {
         let tape = Tape::new();
-        let _ = tape.constant(randn(&[2, 3], 1)).masked_softmax(&ArrayD::from_elem(IxDyn(&[2, 4]), true));
+        let _ = tape
+            .constant(randn(&[2, 3], 1))
+            .masked_softmax(&ArrayD::from_elem(IxDyn(&[2, 4]), true));
     }
 
     #[test]
@@ -409,15 +491,32 @@ mod tests {
         let b = x.log_softmax(1);
         let c = x.masked_softmax(&mask);
         let y = a * b + c;
-        let vals = vec![(*a.value()).clone(), (*b.value()).clone(), (*c.value()).clone()];
-        let g = tape.backward_with_seed(y, randn(&y.shape(), 6)).wrt(x).unwrap();
+        let vals = vec![
+            (*a.value()).clone(),
+            (*b.value()).clone(),
+            (*c.value()).clone(),
+        ];
+        let g = tape
+            .backward_with_seed(y, randn(&y.shape(), 6))
+            .wrt(x)
+            .unwrap();
         vals.into_iter().chain([g]).collect()
     }
 
     #[test]
     fn deterministic_across_runs_and_thread_counts() {
-        let in_pool = |n: usize| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap().install(big_run);
-        let bits = |ts: &[Tensor]| ts.iter().map(|t| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>()).collect::<Vec<_>>();
+        let in_pool = |n: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+                .install(big_run)
+        };
+        let bits = |ts: &[Tensor]| {
+            ts.iter()
+                .map(|t| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        };
         let (a, b, c) = (in_pool(1), in_pool(2), big_run());
         assert_eq!(bits(&a), bits(&b));
         assert_eq!(bits(&a), bits(&c));

@@ -31,12 +31,19 @@ impl SavedOutput {
     /// # Panics
     /// If called before the op was recorded (cannot happen during [`Tape::backward`]).
     pub(super) fn get(&self) -> &Tensor {
-        self.0.get().expect("SavedOutput is filled when the op is recorded")
+        self.0
+            .get()
+            .expect("SavedOutput is filled when the op is recorded")
     }
 }
 
 /// [`Tape::record`] for backward ops that need the op's own output (see [`SavedOutput`]).
-pub(super) fn record_with_output<'t, O, F>(tape: &'t Tape, inputs: &[Var<'t>], value: Tensor, make_op: F) -> Var<'t>
+pub(super) fn record_with_output<'t, O, F>(
+    tape: &'t Tape,
+    inputs: &[Var<'t>],
+    value: Tensor,
+    make_op: F,
+) -> Var<'t>
 where
     O: BackwardOp + 'static,
     F: FnOnce(SavedOutput) -> O,
@@ -126,8 +133,14 @@ impl Kind {
             Kind::Exp => g * s,
             Kind::Log => g / s,
             Kind::Sqrt => g * 0.5 / s,
-            Kind::Powf(p) if p == 0.0 => 0.0,
-            Kind::Powf(p) => g * p * s.powf(p - 1.0),
+            // x⁰ is constant (avoid 0·∞ at x = 0).
+            Kind::Powf(p) => {
+                if p == 0.0 {
+                    0.0
+                } else {
+                    g * p * s.powf(p - 1.0)
+                }
+            }
             Kind::Relu => {
                 if s > 0.0 {
                     g
@@ -210,6 +223,8 @@ impl<'t> Var<'t> {
     ///
     /// # Shapes
     /// Any shape → the same shape (as every op in this family).
+    // Named like `Neg::neg` on purpose: the operator below delegates to it.
+    #[allow(clippy::should_implement_trait)]
     pub fn neg(self) -> Var<'t> {
         unary(Kind::Neg, self)
     }
@@ -345,22 +360,43 @@ mod tests {
         };
         check(&x.neg().value(), &[2.0, 0.5, -0.0, -0.5, -3.0]);
         check(&(-x).value(), &[2.0, 0.5, -0.0, -0.5, -3.0]);
-        check(&x.exp().value(), &[(-2.0f32).exp(), (-0.5f32).exp(), 1.0, 0.5f32.exp(), 3.0f32.exp()]);
+        check(
+            &x.exp().value(),
+            &[
+                (-2.0f32).exp(),
+                (-0.5f32).exp(),
+                1.0,
+                0.5f32.exp(),
+                3.0f32.exp(),
+            ],
+        );
         check(&p.log().value(), &[-(4.0f32.ln()), 0.0, 4.0f32.ln()]);
         check(&p.sqrt().value(), &[0.5, 1.0, 2.0]);
         check(&p.powf(1.5).value(), &[0.125, 1.0, 8.0]);
         check(&p.powf(0.0).value(), &[1.0, 1.0, 1.0]);
         check(&x.relu().value(), &[0.0, 0.0, 0.0, 0.5, 3.0]);
         // Reference values of x·Φ(x) (from the normal CDF).
-        check(&x.gelu().value(), &[-0.045_500_26, -0.154_268_77, 0.0, 0.345_731_23, 2.995_950_3]);
+        check(
+            &x.gelu().value(),
+            &[-0.045_500_26, -0.154_268_77, 0.0, 0.345_731_23, 2.995_950_3],
+        );
         check(
             &x.sigmoid().value(),
             &[0.119_202_92, 0.377_540_67, 0.5, 0.622_459_3, 0.952_574_13],
         );
-        check(&x.tanh().value(), &[-0.964_027_6, -0.462_117_16, 0.0, 0.462_117_16, 0.995_054_75]);
+        check(
+            &x.tanh().value(),
+            &[-0.964_027_6, -0.462_117_16, 0.0, 0.462_117_16, 0.995_054_7],
+        );
         check(
             &x.softplus().value(),
-            &[0.126_928_01, 0.474_076_98, std::f32::consts::LN_2, 0.974_076_96, 3.048_587_4],
+            &[
+                0.126_928_01,
+                0.474_077,
+                std::f32::consts::LN_2,
+                0.974_077,
+                3.048_587_4,
+            ],
         );
         check(&x.abs().value(), &[2.0, 0.5, 0.0, 0.5, 3.0]);
         check(&x.square().value(), &[4.0, 0.25, 0.0, 0.25, 9.0]);
@@ -377,18 +413,41 @@ mod tests {
             let g = tape.backward_with_seed(y, Tensor::ones(y.value().raw_dim()));
             g.wrt(x).expect("x has a gradient")
         };
-        assert_eq!(grad(&|x| x.relu()), array![0.0_f32, 0.0, 0.0, 1.0, 1.0].into_dyn());
-        assert_eq!(grad(&|x| x.abs()), array![-1.0_f32, -1.0, 0.0, 1.0, 1.0].into_dyn());
-        assert_eq!(grad(&|x| x.square()), array![-4.0_f32, -1.0, 0.0, 1.0, 6.0].into_dyn());
-        assert_eq!(grad(&|x| -x), array![-1.0_f32, -1.0, -1.0, -1.0, -1.0].into_dyn());
+        assert_eq!(
+            grad(&|x| x.relu()),
+            array![0.0_f32, 0.0, 0.0, 1.0, 1.0].into_dyn()
+        );
+        assert_eq!(
+            grad(&|x| x.abs()),
+            array![-1.0_f32, -1.0, 0.0, 1.0, 1.0].into_dyn()
+        );
+        assert_eq!(
+            grad(&|x| x.square()),
+            array![-4.0_f32, -1.0, 0.0, 1.0, 6.0].into_dyn()
+        );
+        assert_eq!(
+            grad(&|x| -x),
+            array![-1.0_f32, -1.0, -1.0, -1.0, -1.0].into_dyn()
+        );
         let gelu = grad(&|x| x.gelu());
         // Φ(x) + x·φ(x) at the same points.
         let want = [-0.085_231_8, 0.132_504_88, 0.5, 0.867_495_1, 1.011_945_6];
-        assert!(gelu.iter().zip(want).all(|(&g, w)| close(g, w, 1e-5)), "{gelu:?}");
+        assert!(
+            gelu.iter().zip(want).all(|(&g, w)| close(g, w, 1e-5)),
+            "{gelu:?}"
+        );
         let sig = grad(&|x| x.sigmoid());
-        assert!(sig.iter().zip(x0.iter()).all(|(&g, &x)| close(g, sigmoid(x) * (1.0 - sigmoid(x)), 1e-6)));
+        assert!(sig.iter().zip(x0.iter()).all(|(&g, &x)| close(
+            g,
+            sigmoid(x) * (1.0 - sigmoid(x)),
+            1e-6
+        )));
         let sp = grad(&|x| x.softplus());
-        assert!(sp.iter().zip(x0.iter()).all(|(&g, &x)| close(g, sigmoid(x), 1e-6)));
+        assert!(
+            sp.iter()
+                .zip(x0.iter())
+                .all(|(&g, &x)| close(g, sigmoid(x), 1e-6))
+        );
     }
 
     #[test]
@@ -423,7 +482,9 @@ mod tests {
         let (x, b) = (randn(&[2, 1, 3], 24), randn(&[2, 3], 25));
         assert_gradients(&[x, b], |_, v| (v[0] * v[1]).tanh().softplus().square());
         // Several uses of one input accumulate.
-        assert_gradients(&[randn(&[5], 26)], |_, v| v[0].exp() * v[0].sigmoid() + v[0].tanh());
+        assert_gradients(&[randn(&[5], 26)], |_, v| {
+            v[0].exp() * v[0].sigmoid() + v[0].tanh()
+        });
     }
 
     #[test]
@@ -431,13 +492,20 @@ mod tests {
         let tape = Tape::new();
         let x = tape.leaf(array![-1e4_f32, -100.0, -30.0, 30.0, 100.0, 1e4].into_dyn());
         let s = x.sigmoid().value();
-        assert!(s.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v)), "{s:?}");
+        assert!(
+            s.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v)),
+            "{s:?}"
+        );
         assert_eq!((s[0], s[5]), (0.0, 1.0));
         assert!(close(s[2], (-30f32).exp(), 1e-5));
         let sp = x.softplus().value();
         assert!(sp.iter().all(|v| v.is_finite() && *v >= 0.0), "{sp:?}");
         assert_eq!((sp[0], sp[4], sp[5]), (0.0, 100.0, 1e4));
-        assert!(close(sp[2], (-30f32).exp(), 1e-5), "softplus(-30) keeps its tail: {}", sp[2]);
+        assert!(
+            close(sp[2], (-30f32).exp(), 1e-5),
+            "softplus(-30) keeps its tail: {}",
+            sp[2]
+        );
         let t = x.tanh().value();
         assert_eq!((t[0], t[5]), (-1.0, 1.0));
         let g = x.gelu().value();
@@ -470,8 +538,9 @@ mod tests {
         let x0 = randn(&[300, 128], 7);
         let tape = Tape::new();
         let x = tape.leaf(x0);
-        let y = x.gelu() + x.sigmoid() * x.tanh() + x.softplus() + x.abs().sqrt() + x.relu().square()
-            - x.exp().log().powf(3.0).neg();
+        let y =
+            x.gelu() + x.sigmoid() * x.tanh() + x.softplus() + x.abs().sqrt() + x.relu().square()
+                - x.exp().log().powf(3.0).neg();
         let seed = randn(&y.shape(), 8);
         let val = (*y.value()).clone();
         let g = tape.backward_with_seed(y, seed).wrt(x).unwrap();
@@ -481,7 +550,11 @@ mod tests {
     #[test]
     fn deterministic_across_runs_and_thread_counts() {
         let in_pool = |n: usize| {
-            rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap().install(big_run)
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+                .install(big_run)
         };
         let (v1, g1) = in_pool(1);
         let (v2, g2) = in_pool(2);
