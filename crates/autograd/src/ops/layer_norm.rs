@@ -166,8 +166,10 @@ impl<'t> Var<'t> {
     /// Layer normalisation over the last axis: `y = (x − μ)/√(σ² + eps) · gamma + beta`, with
     /// the mean `μ` and biased variance `σ²` of each row of `D` entries (as PyTorch's
     /// `LayerNorm`). Fused: one pass per row forward, an analytic backward for `x`, `gamma` and
-    /// `beta`. A constant row (e.g. `D = 1`) normalises to `x̂ = 0`, so its output is `beta`
-    /// and its input gradient 0 — also with `eps = 0`, where it would otherwise be NaN.
+    /// `beta`. A row with zero variance (always the case for `D = 1`) normalises to `x̂ = 0`,
+    /// so its output is `beta`; with `eps = 0`, where `1/√0` would make that `0·∞ = NaN`, its
+    /// `rstd` is taken as 0, which also zeroes its input gradient. For `D = 1` the input
+    /// gradient is always 0.
     ///
     /// # Shapes
     /// `self`: `[.., D]` (at least one axis), `gamma`: `[D]`, `beta`: `[D]` → `[.., D]`.
