@@ -1,1 +1,433 @@
-//! (in progress)
+//! Fused layer normalisation over the last axis, with an analytic backward.
+//!
+//! Forward, per row of `D` entries: `μ = mean(x)`, `σ² = mean((x − μ)²)` (biased, as PyTorch),
+//! `rstd = 1/√(σ² + eps)`, `x̂ = (x − μ)·rstd`, `y = x̂·γ + β`. Only `μ` and `rstd` are saved
+//! (two floats per row); `x̂` is recomputed in the backward from the input the tape already
+//! holds.
+//!
+//! Backward, with `dŷ = dy ⊙ γ`:
+//! `dx = rstd·(dŷ − mean(dŷ) − x̂·mean(dŷ ⊙ x̂))`, `dγ = Σ_rows dy ⊙ x̂`, `dβ = Σ_rows dy`.
+//!
+//! Rows are independent and run in parallel above the element-wise threshold. The sums over
+//! rows for `dγ` and `dβ` are taken in a fixed order — serially within fixed blocks of rows
+//! (the block size depends only on `D`), then over the blocks in order — so the result is
+//! bit-identical across thread counts.
+
+use crate::kernels::{PAR_MIN_LEN, use_parallel};
+use crate::tape::{BackwardOp, GradSink};
+use crate::{Tensor, Var};
+use ndarray::IxDyn;
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// `(μ, rstd)` of one row. A row with zero variance and `eps = 0` gets `rstd = 0`, so its
+/// `x̂` (and its gradient) is 0 instead of `0 · ∞ = NaN`; NaN inputs still propagate.
+fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
+    let n = x.len() as f32;
+    let mean = x.iter().fold(0.0_f32, |acc, &v| acc + v) / n;
+    let var = x
+        .iter()
+        .fold(0.0_f32, |acc, &v| acc + (v - mean) * (v - mean))
+        / n;
+    let t = var + eps;
+    let rstd = if t == 0.0 { 0.0 } else { 1.0 / t.sqrt() };
+    (mean, rstd)
+}
+
+/// Writes `y = x̂·γ + β` for one row and returns its `(μ, rstd)`.
+fn normalize_row(y: &mut [f32], x: &[f32], gamma: &[f32], beta: &[f32], eps: f32) -> (f32, f32) {
+    let (mean, rstd) = row_stats(x, eps);
+    for (((y, &xv), &gv), &bv) in y.iter_mut().zip(x).zip(gamma).zip(beta) {
+        *y = (xv - mean) * rstd * gv + bv;
+    }
+    (mean, rstd)
+}
+
+/// Rows per block of the backward's parameter-gradient sums: about [`PAR_MIN_LEN`] elements,
+/// a function of `D` only (never of the thread count).
+fn block_rows(d: usize) -> usize {
+    (PAR_MIN_LEN / d.max(1)).max(1)
+}
+
+struct LayerNormBackward {
+    x: usize,
+    gamma: usize,
+    beta: usize,
+    x_val: Arc<Tensor>,
+    gamma_val: Arc<Tensor>,
+    /// `(μ, rstd)` per row.
+    stats: Vec<(f32, f32)>,
+}
+
+/// The per-block result of the backward: `Σ dy ⊙ x̂` and `Σ dy` over the block's rows (empty
+/// when the parameter needs no gradient).
+struct BlockSums {
+    dgamma: Vec<f32>,
+    dbeta: Vec<f32>,
+}
+
+impl BackwardOp for LayerNormBackward {
+    fn backward(&self, g: &Tensor, sink: &mut GradSink<'_>) {
+        let x = self
+            .x_val
+            .as_slice()
+            .expect("tape values are standard layout");
+        let gamma = self
+            .gamma_val
+            .as_slice()
+            .expect("tape values are standard layout");
+        let g = g.as_standard_layout();
+        let dy = g.as_slice().expect("standard layout");
+        let d = gamma.len();
+        let rows = self.stats.len();
+        let (want_x, want_g, want_b) = (
+            sink.wants(self.x),
+            sink.wants(self.gamma),
+            sink.wants(self.beta),
+        );
+        let block = block_rows(d);
+        let mut dx = vec![0.0_f32; if want_x { rows * d } else { 0 }];
+        // One work item per block of rows; its slice of `dx` (empty when x needs no gradient).
+        let mut items: Vec<(usize, &mut [f32])> = if want_x {
+            dx.chunks_mut(block * d).enumerate().collect()
+        } else {
+            (0..rows.div_ceil(block))
+                .map(|b| (b, <&mut [f32]>::default()))
+                .collect()
+        };
+        let n = d as f32;
+        let work = |(b, dx_block): &mut (usize, &mut [f32])| -> BlockSums {
+            let mut sums = BlockSums {
+                dgamma: vec![0.0; if want_g { d } else { 0 }],
+                dbeta: vec![0.0; if want_b { d } else { 0 }],
+            };
+            let r0 = *b * block;
+            let r1 = (r0 + block).min(rows);
+            for r in r0..r1 {
+                let (xr, gr) = (&x[r * d..(r + 1) * d], &dy[r * d..(r + 1) * d]);
+                let (mu, rs) = self.stats[r];
+                if want_g {
+                    for ((acc, &xv), &gv) in sums.dgamma.iter_mut().zip(xr).zip(gr) {
+                        *acc += gv * ((xv - mu) * rs);
+                    }
+                }
+                if want_b {
+                    for (acc, &gv) in sums.dbeta.iter_mut().zip(gr) {
+                        *acc += gv;
+                    }
+                }
+                if want_x {
+                    // mean(dŷ) and mean(dŷ ⊙ x̂).
+                    let (mut s1, mut s2) = (0.0_f32, 0.0_f32);
+                    for ((&xv, &gv), &gm) in xr.iter().zip(gr).zip(gamma) {
+                        let dyh = gv * gm;
+                        s1 += dyh;
+                        s2 += dyh * ((xv - mu) * rs);
+                    }
+                    let (m1, m2) = (s1 / n, s2 / n);
+                    let out = &mut dx_block[(r - r0) * d..(r - r0 + 1) * d];
+                    for (((o, &xv), &gv), &gm) in out.iter_mut().zip(xr).zip(gr).zip(gamma) {
+                        *o = rs * (gv * gm - m1 - ((xv - mu) * rs) * m2);
+                    }
+                }
+            }
+            sums
+        };
+        let blocks: Vec<BlockSums> = if use_parallel(rows * d) {
+            items.par_iter_mut().map(work).collect()
+        } else {
+            items.iter_mut().map(work).collect()
+        };
+        drop(items);
+        if want_x {
+            let dx =
+                Tensor::from_shape_vec(self.x_val.raw_dim(), dx).expect("dx has the input's size");
+            sink.add(self.x, dx);
+        }
+        let total = |pick: fn(&BlockSums) -> &Vec<f32>| -> Tensor {
+            let mut acc = vec![0.0_f32; d];
+            for b in &blocks {
+                for (a, &v) in acc.iter_mut().zip(pick(b)) {
+                    *a += v;
+                }
+            }
+            Tensor::from_shape_vec(IxDyn(&[d]), acc).expect("length d")
+        };
+        if want_g {
+            sink.add(self.gamma, total(|b| &b.dgamma));
+        }
+        if want_b {
+            sink.add(self.beta, total(|b| &b.dbeta));
+        }
+    }
+}
+
+impl<'t> Var<'t> {
+    /// Layer normalisation over the last axis: `y = (x − μ)/√(σ² + eps) · gamma + beta`, with
+    /// the mean `μ` and biased variance `σ²` of each row of `D` entries (as PyTorch's
+    /// `LayerNorm`). Fused: one pass per row forward, an analytic backward for `x`, `gamma` and
+    /// `beta`. A row with zero variance (always the case for `D = 1`) normalises to `x̂ = 0`,
+    /// so its output is `beta`; with `eps = 0`, where `1/√0` would make that `0·∞ = NaN`, its
+    /// `rstd` is taken as 0, which also zeroes its input gradient. For `D = 1` the input
+    /// gradient is always 0.
+    ///
+    /// # Shapes
+    /// `self`: `[.., D]` (at least one axis), `gamma`: `[D]`, `beta`: `[D]` → `[.., D]`.
+    ///
+    /// # Panics
+    /// If `self` is a scalar or `D = 0`, if `gamma` or `beta` is not `[D]`, if `eps` is
+    /// negative, infinite or NaN, or if the operands belong to different tapes.
+    pub fn layer_norm(self, gamma: Var<'t>, beta: Var<'t>, eps: f32) -> Var<'t> {
+        self.same_tape(&gamma, "layer_norm");
+        self.same_tape(&beta, "layer_norm");
+        let (x_val, g_val, b_val) = (self.value(), gamma.value(), beta.value());
+        let shape = x_val.shape();
+        assert!(
+            !shape.is_empty(),
+            "layer_norm: the input must have at least one axis, got a scalar"
+        );
+        let d = shape[shape.len() - 1];
+        assert!(
+            d > 0,
+            "layer_norm: the normalised (last) axis of shape {shape:?} is empty"
+        );
+        assert!(
+            g_val.shape() == [d] && b_val.shape() == [d],
+            "layer_norm: gamma {:?} and beta {:?} must both be [{d}] for an input of shape {shape:?}",
+            g_val.shape(),
+            b_val.shape()
+        );
+        assert!(
+            eps >= 0.0 && eps.is_finite(),
+            "layer_norm: eps must be finite and >= 0, got {eps}"
+        );
+        let x = x_val.as_slice().expect("tape values are standard layout");
+        let (gs, bs) = (
+            g_val.as_slice().expect("tape values are standard layout"),
+            b_val.as_slice().expect("tape values are standard layout"),
+        );
+        let mut out = vec![0.0_f32; x.len()];
+        let row = |(y, x): (&mut [f32], &[f32])| normalize_row(y, x, gs, bs, eps);
+        let stats: Vec<(f32, f32)> = if use_parallel(x.len()) {
+            out.par_chunks_mut(d)
+                .zip(x.par_chunks(d))
+                .map(row)
+                .collect()
+        } else {
+            out.chunks_mut(d).zip(x.chunks(d)).map(row).collect()
+        };
+        let out =
+            Tensor::from_shape_vec(x_val.raw_dim(), out).expect("output has the input's size");
+        self.tape
+            .record(&[self, gamma, beta], out, || LayerNormBackward {
+                x: self.id,
+                gamma: gamma.id,
+                beta: beta.id,
+                x_val: x_val.clone(),
+                gamma_val: g_val,
+                stats,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::gradcheck::{assert_gradients, randn};
+    use crate::{Tape, Tensor, Var};
+    use ndarray::{IxDyn, array};
+
+    fn assert_close(got: &Tensor, want: &Tensor, tol: f32) {
+        assert_eq!(got.shape(), want.shape());
+        for (&g, &w) in got.iter().zip(want) {
+            assert!(
+                (g - w).abs() <= tol * (1.0 + w.abs()),
+                "got {got:?}\nwant {want:?}"
+            );
+        }
+    }
+
+    fn row(t: &Tensor, i: usize) -> Vec<f32> {
+        t.index_axis(ndarray::Axis(0), i).iter().copied().collect()
+    }
+
+    fn value_and_grads<F>(inputs: &[Tensor], seed: u64, f: F) -> (Tensor, Vec<Tensor>)
+    where
+        F: for<'t> Fn(&'t Tape, &[Var<'t>]) -> Var<'t>,
+    {
+        let tape = Tape::new();
+        let vars: Vec<Var<'_>> = inputs.iter().map(|x| tape.leaf(x.clone())).collect();
+        let out = f(&tape, &vars);
+        let val = (*out.value()).clone();
+        let grads = tape.backward_with_seed(out, randn(val.shape(), seed));
+        let gs = vars
+            .iter()
+            .map(|&v| {
+                grads
+                    .wrt(v)
+                    .unwrap_or_else(|| Tensor::zeros(v.value().raw_dim()))
+            })
+            .collect();
+        (val, gs)
+    }
+
+    /// The composed slow path from binary ops: row means as a matmul with a `[D, 1]` column of
+    /// `1/D`.
+    fn composed<'t>(
+        tape: &'t Tape,
+        x: Var<'t>,
+        gamma: Var<'t>,
+        beta: Var<'t>,
+        eps: f32,
+    ) -> Var<'t> {
+        let d = gamma.shape()[0];
+        let avg = tape.constant(Tensor::from_elem(IxDyn(&[d, 1]), 1.0 / d as f32));
+        let mean = x.matmul(avg);
+        let xc = x - mean;
+        let var = (xc * xc).matmul(avg);
+        let rstd = var.add_scalar(eps).sqrt().powf(-1.0);
+        xc * rstd * gamma + beta
+    }
+
+    #[test]
+    fn closed_form_values() {
+        let tape = Tape::new();
+        let x = tape.constant(array![[1.0_f32, 2.0, 3.0, 4.0], [-1.0, -1.0, 1.0, 1.0]].into_dyn());
+        let gamma = tape.constant(array![1.0_f32, 2.0, 1.0, 1.0].into_dyn());
+        let beta = tape.constant(array![0.0_f32, 0.0, 0.0, 10.0].into_dyn());
+        let y = x.layer_norm(gamma, beta, 0.0).value();
+        // Row 0: μ = 2.5, σ² = 1.25.
+        let s = 1.25_f32.sqrt();
+        let want = array![
+            [-1.5 / s, -1.0 / s, 0.5 / s, 10.0 + 1.5 / s],
+            [-1.0, -2.0, 1.0, 11.0]
+        ]
+        .into_dyn();
+        assert_close(&y, &want, 1e-6);
+    }
+
+    #[test]
+    fn matches_composed_path() {
+        for (shape, eps) in [
+            (vec![4, 6], 1e-5),
+            (vec![2, 3, 5], 1e-3),
+            (vec![1, 8], 1e-5),
+        ] {
+            let d = shape[shape.len() - 1];
+            let inputs = [
+                randn(&shape, 71),
+                randn(&[d], 72).mapv(|v| v + 1.0),
+                randn(&[d], 73),
+            ];
+            let (y_fast, g_fast) =
+                value_and_grads(&inputs, 5, move |_, v| v[0].layer_norm(v[1], v[2], eps));
+            let (y_slow, g_slow) =
+                value_and_grads(&inputs, 5, move |t, v| composed(t, v[0], v[1], v[2], eps));
+            assert_close(&y_fast, &y_slow, 1e-4);
+            for (f, s) in g_fast.iter().zip(&g_slow) {
+                assert_close(f, s, 1e-3);
+            }
+        }
+    }
+
+    #[test]
+    fn gradient_checks() {
+        for shape in [vec![3, 5], vec![2, 3, 4], vec![1, 7], vec![6]] {
+            let d = shape[shape.len() - 1];
+            let inputs = vec![randn(&shape, 81), randn(&[d], 82), randn(&[d], 83)];
+            assert_gradients(&inputs, |_, v| v[0].layer_norm(v[1], v[2], 1e-5));
+        }
+        // Broadcast afterwards and a shared input.
+        let (x, w) = (randn(&[3, 4], 84), randn(&[4], 85));
+        assert_gradients(&[x, w], |_, v| v[0].layer_norm(v[1], v[1], 1e-5) * v[0]);
+    }
+
+    #[test]
+    fn width_one_and_constant_rows() {
+        // D = 1: x̂ = 0, so y = beta and dx = 0 (for any eps, including 0).
+        for eps in [1e-5, 0.0] {
+            let inputs = [
+                randn(&[4, 1], 91),
+                array![1.5_f32].into_dyn(),
+                array![0.25_f32].into_dyn(),
+            ];
+            let (y, g) = value_and_grads(&inputs, 6, move |_, v| v[0].layer_norm(v[1], v[2], eps));
+            assert_eq!(y, Tensor::from_elem(IxDyn(&[4, 1]), 0.25));
+            assert_eq!(g[0], Tensor::zeros(IxDyn(&[4, 1])));
+            assert_eq!(g[1], Tensor::zeros(IxDyn(&[1])));
+            let seed_sum: f32 = randn(&[4, 1], 6).sum();
+            assert!((g[2][0] - seed_sum).abs() < 1e-6);
+            assert_gradients(&inputs, move |_, v| v[0].layer_norm(v[1], v[2], eps));
+        }
+        // A constant row with eps = 0 is finite (no 0·∞).
+        let inputs = [
+            array![[3.0_f32, 3.0, 3.0], [1.0, 2.0, 4.0]].into_dyn(),
+            randn(&[3], 1),
+            randn(&[3], 2),
+        ];
+        let (y, g) = value_and_grads(&inputs, 7, |_, v| v[0].layer_norm(v[1], v[2], 0.0));
+        assert!(y.iter().chain(g.iter().flatten()).all(|v| v.is_finite()));
+        assert_eq!(row(&y, 0), inputs[2].iter().copied().collect::<Vec<_>>());
+        assert_eq!(row(&g[0], 0), vec![0.0; 3]);
+    }
+
+    #[test]
+    fn gradients_only_where_needed() {
+        let tape = Tape::new();
+        let x = tape.constant(randn(&[2, 3], 1));
+        let gamma = tape.leaf(randn(&[3], 2));
+        let beta = tape.constant(randn(&[3], 3));
+        let y = x.layer_norm(gamma, beta, 1e-5);
+        let grads = tape.backward_with_seed(y, randn(&[2, 3], 4));
+        assert!(grads.wrt(gamma).is_some());
+        assert!(
+            !tape
+                .constant(randn(&[2, 3], 1))
+                .layer_norm(beta, beta, 1e-5)
+                .requires_grad()
+        );
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "layer_norm: gamma [4] and beta [3] must both be [3] for an input of shape [2, 3]"
+    )]
+    fn wrong_parameter_shape_panics() {
+        let tape = Tape::new();
+        let x = tape.constant(randn(&[2, 3], 1));
+        let _ = x.layer_norm(
+            tape.constant(randn(&[4], 1)),
+            tape.constant(randn(&[3], 1)),
+            1e-5,
+        );
+    }
+
+    fn big_run() -> Vec<Tensor> {
+        // 40960 elements; more rows than one block so dγ/dβ combine several blocks.
+        let inputs = [randn(&[2, 640, 32], 1), randn(&[32], 2), randn(&[32], 3)];
+        let (y, g) = value_and_grads(&inputs, 4, |_, v| v[0].layer_norm(v[1], v[2], 1e-5));
+        std::iter::once(y).chain(g).collect()
+    }
+
+    #[test]
+    fn deterministic_across_runs_and_thread_counts() {
+        assert!(
+            2 * 640 > super::block_rows(32),
+            "the test must span several blocks"
+        );
+        let in_pool = |n: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+                .install(big_run)
+        };
+        let bits = |ts: &[Tensor]| {
+            ts.iter()
+                .map(|t| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        };
+        let (a, b, c) = (in_pool(1), in_pool(2), big_run());
+        assert_eq!(bits(&a), bits(&b));
+        assert_eq!(bits(&a), bits(&c));
+    }
+}
