@@ -264,3 +264,294 @@ impl Optimizer for Adam {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::grads_of;
+    use super::*;
+    use crate::Tape;
+    use crate::param::{Param, ParamVisitor, ParamVisitorMut};
+    use ndarray::{Axis, IxDyn, array};
+
+    #[derive(Debug)]
+    struct M {
+        w: Param,
+        frozen: Param,
+        table: Param,
+    }
+    impl Parameterized for M {
+        fn visit_params<'a>(&'a self, v: &mut ParamVisitor<'_, 'a>) {
+            v.param("w", &self.w);
+            v.param("frozen", &self.frozen);
+            v.param("table", &self.table);
+        }
+        fn visit_params_mut(&mut self, v: &mut ParamVisitorMut<'_>) {
+            v.param("w", &mut self.w);
+            v.param("frozen", &mut self.frozen);
+            v.param("table", &mut self.table);
+        }
+    }
+
+    fn model() -> M {
+        M {
+            w: Param::new(array![1.0_f32, -2.0].into_dyn()),
+            frozen: Param::new(array![5.0_f32].into_dyn()),
+            table: Param::new(Tensor::from_shape_fn(IxDyn(&[5, 2]), |i| (i[0] * 2 + i[1]) as f32 * 0.5)),
+        }
+    }
+
+    /// Reference Adam on one scalar in f64, straight from the paper's formulas.
+    struct Ref {
+        m: f64,
+        v: f64,
+        t: i32,
+    }
+    impl Ref {
+        fn new() -> Self {
+            Ref { m: 0.0, v: 0.0, t: 0 }
+        }
+        /// `l2`: coupled weight decay, `dwd`: decoupled.
+        fn step(&mut self, w: f64, g: f64, lr: f64, l2: f64, dwd: f64) -> f64 {
+            let (b1, b2, eps) = (0.9, 0.999, 1e-8);
+            self.t += 1;
+            let g = g + l2 * w;
+            self.m = b1 * self.m + (1.0 - b1) * g;
+            self.v = b2 * self.v + (1.0 - b2) * g * g;
+            let mh = self.m / (1.0 - b1.powi(self.t));
+            let vh = self.v / (1.0 - b2.powi(self.t));
+            w * (1.0 - lr * dwd) - lr * mh / (vh.sqrt() + eps)
+        }
+    }
+
+    fn close(a: &Tensor, b: &[f64]) {
+        let a: Vec<f32> = a.iter().copied().collect();
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!((f64::from(*x) - y).abs() <= 1e-6 * (1.0 + y.abs()), "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn adam_first_two_steps_by_hand() {
+        let mut m = model();
+        let mut opt = Adam::new(0.1);
+        let g1 = grads_of(&[(&m.w, array![0.5_f32, -4.0].into_dyn())], &[]);
+        opt.step(&mut m, &g1);
+        // Step 1: m̂ = g, v̂ = g², so every element moves by lr·sign(g) (up to ε).
+        close(m.w.value(), &[0.9, -1.9]);
+        let g2 = grads_of(&[(&m.w, array![-1.0_f32, 0.0].into_dyn())], &[]);
+        opt.step(&mut m, &g2);
+        // Element 0: m = .9·.05 − .1 = −.055, v = .999·.00025 + .001 = .00124975,
+        // m̂ = −.055/.19, v̂ = .00124975/.001999 → w = .9 + .1·.2894737/.7906884 = .9366104
+        // Element 1: m = .9·(−.4) = −.36, v = .999·.016 = .015984,
+        // m̂ = −.36/.19, v̂ = .015984/.001999 → w = −1.9 + .1·1.8947368/2.8277083 = −1.8329935
+        close(m.w.value(), &[0.936_610_4, -1.832_993_5]);
+        let (mut r0, mut r1) = (Ref::new(), Ref::new());
+        let w0 = r0.step(1.0, 0.5, 0.1, 0.0, 0.0);
+        let w0 = r0.step(w0, -1.0, 0.1, 0.0, 0.0);
+        let w1 = r1.step(-2.0, -4.0, 0.1, 0.0, 0.0);
+        let w1 = r1.step(w1, 0.0, 0.1, 0.0, 0.0);
+        close(m.w.value(), &[w0, w1]);
+        assert_eq!(opt.steps_taken(), 2);
+    }
+
+    #[test]
+    fn adam_l2_and_adamw_two_steps() {
+        for (decoupled, l2, dwd) in [(false, 0.5, 0.0), (true, 0.0, 0.5)] {
+            let mut m = model();
+            let mut opt = if decoupled {
+                Adam::adamw(0.1, 0.5)
+            } else {
+                Adam::new(0.1).with_weight_decay(0.5)
+            };
+            assert_eq!(opt.is_adamw(), decoupled);
+            let mut refs = [Ref::new(), Ref::new()];
+            let mut w = [1.0_f64, -2.0];
+            for g in [[0.3_f32, -0.2], [0.1, 0.4]] {
+                let gr = grads_of(&[(&m.w, array![g[0], g[1]].into_dyn())], &[]);
+                opt.step(&mut m, &gr);
+                for k in 0..2 {
+                    w[k] = refs[k].step(w[k], f64::from(g[k]), 0.1, l2, dwd);
+                }
+                close(m.w.value(), &w);
+            }
+            if decoupled {
+                // Step 1 by hand: w·(1 − .05) − .1·sign(g).
+                let mut m = model();
+                let mut opt = Adam::adamw(0.1, 0.5);
+                let g = grads_of(&[(&m.w, array![0.3_f32, -0.2].into_dyn())], &[]);
+                opt.step(&mut m, &g);
+                close(m.w.value(), &[0.95 - 0.1, -1.9 + 0.1]);
+            }
+        }
+    }
+
+    #[test]
+    fn adam_converges_on_a_quadratic() {
+        // Minimise Σ (w − target)² with gradients from the tape.
+        let target = array![[3.0_f32, -1.0, 0.5], [2.0, 0.0, -4.0]].into_dyn();
+        let mut m = model();
+        m.w = Param::new(Tensor::zeros(IxDyn(&[2, 3])));
+        let mut opt = Adam::new(0.05);
+        for _ in 0..1500 {
+            let grads = {
+                let tape = Tape::new();
+                let d = tape.param(&m.w) - tape.constant(target.clone());
+                let seed = d.value().mapv(|x| 2.0 * x);
+                tape.backward_with_seed(d, seed)
+            };
+            opt.step(&mut m, &grads);
+        }
+        let err = (m.w.value() - &target).mapv(f32::abs).fold(0.0_f32, |a, &b| a.max(b));
+        assert!(err < 1e-3, "max error {err}");
+    }
+
+    #[test]
+    fn param_without_grad_is_untouched() {
+        let mut m = model();
+        let mut opt = Adam::adamw(0.1, 0.1);
+        let g = grads_of(&[(&m.w, array![1.0_f32, 1.0].into_dyn())], &[]);
+        for _ in 0..3 {
+            opt.step(&mut m, &g);
+        }
+        assert_eq!(m.frozen.value(), &array![5.0_f32].into_dyn());
+        assert_eq!(m.table.value(), model().table.value());
+        let names: Vec<String> = opt.state().slots.into_iter().map(|s| s.param).collect();
+        assert_eq!(names, ["w", "w"]);
+    }
+
+    /// A parameter whose first gradient arrives at global step 3 is bias-corrected with t = 3
+    /// (TensorFlow semantics), so its first move is not lr·sign(g).
+    #[test]
+    fn bias_correction_uses_the_global_step() {
+        let mut m = model();
+        let mut opt = Adam::new(0.1);
+        let gw = grads_of(&[(&m.w, array![1.0_f32, 1.0].into_dyn())], &[]);
+        opt.step(&mut m, &gw);
+        opt.step(&mut m, &gw);
+        let gf = grads_of(&[(&m.frozen, array![2.0_f32].into_dyn())], &[]);
+        opt.step(&mut m, &gf);
+        // m = .1·2, v = .001·4; m̂ = .2/(1 − .9³), v̂ = .004/(1 − .999³)
+        let mh = 0.2 / (1.0 - 0.9_f64.powi(3));
+        let vh = 0.004 / (1.0 - 0.999_f64.powi(3));
+        close(m.frozen.value(), &[5.0 - 0.1 * mh / (vh.sqrt() + 1e-8)]);
+    }
+
+    fn row(t: &Tensor, r: usize) -> Tensor {
+        t.index_axis(Axis(0), r).to_owned()
+    }
+
+    #[test]
+    fn lazy_adam_touches_only_gradient_rows() {
+        for adamw in [false, true] {
+            let make_opt = || if adamw { Adam::adamw(0.1, 0.2) } else { Adam::new(0.1) };
+            let mut lazy = model();
+            let mut dense = model();
+            let (mut ol, mut od) = (make_opt(), make_opt());
+            let t0 = lazy.table.value().clone();
+
+            // Step 1: rows 3 and 1 (given unsorted and with a duplicate, coalesced by backward).
+            let gl = grads_of(&[], &[(&lazy.table, &[3, 1, 3], vec![1.0, -2.0, 0.5, 0.25, 1.0, 1.0])]);
+            let g_dense = gl.param(&lazy.table).unwrap().to_dense();
+            let gd = grads_of(&[(&dense.table, g_dense)], &[]);
+            ol.step(&mut lazy, &gl);
+            od.step(&mut dense, &gd);
+            let t1 = lazy.table.value().clone();
+            // Touched rows equal dense Adam's, bit for bit.
+            for r in [1, 3] {
+                assert_eq!(row(&t1, r), row(dense.table.value(), r));
+                assert_ne!(row(&t1, r), row(&t0, r));
+            }
+            // Untouched rows are bit-identical to before; without weight decay dense Adam's
+            // first step leaves them unchanged too (0 / (0 + ε) = 0).
+            for r in [0, 2, 4] {
+                assert_eq!(row(&t1, r), row(&t0, r));
+            }
+            if !adamw {
+                assert_eq!(&t1, dense.table.value());
+            } else {
+                assert_ne!(row(dense.table.value(), 0), row(&t0, 0), "dense AdamW decays every row");
+            }
+            // Row 3 by hand: g = [1 + 1, −2 + 1] = [2, −1] → w − lr·sign(g)·(1) (· decay).
+            let decay = if adamw { 1.0 - 0.1 * 0.2 } else { 1.0 };
+            close(&row(&t1, 3), &[3.0 * decay - 0.1, 3.5 * decay + 0.1]);
+
+            // Step 2: only row 0. Rows 1 and 3 keep weights and moments (dense Adam would keep
+            // moving them with the decayed momentum).
+            let st1 = ol.state();
+            let gl = grads_of(&[], &[(&lazy.table, &[0], vec![-3.0, 0.0])]);
+            let gd = grads_of(&[(&dense.table, gl.param(&lazy.table).unwrap().to_dense())], &[]);
+            ol.step(&mut lazy, &gl);
+            od.step(&mut dense, &gd);
+            let t2 = lazy.table.value().clone();
+            for r in [1, 2, 3, 4] {
+                assert_eq!(row(&t2, r), row(&t1, r));
+            }
+            assert_ne!(row(dense.table.value(), 1), row(&t1, 1));
+            let st2 = ol.state();
+            for (a, b) in st1.slots.iter().zip(&st2.slots).filter(|(a, _)| a.param == "table") {
+                // Rows 1..5 of m and v are unchanged; row 0 changed from zero.
+                assert_eq!(a.data[2..], b.data[2..], "slot {}", a.slot);
+                assert_eq!(a.data[..2], [0.0, 0.0]);
+                assert_ne!(b.data[0], 0.0);
+            }
+            // Row 0 first touched at t = 2: element 0 by the reference with global t = 2.
+            let mut r = Ref { m: 0.0, v: 0.0, t: 1 };
+            let dwd = if adamw { 0.2 } else { 0.0 };
+            let want = r.step(0.0, -3.0, 0.1, 0.0, dwd);
+            close(&row(&t2, 0), &[want, 0.5 * decay]);
+        }
+    }
+
+    #[test]
+    fn lazy_rows_with_l2_decay_only_touched_rows() {
+        let mut m = model();
+        let mut opt = Adam::new(0.1).with_weight_decay(0.3);
+        let t0 = m.table.value().clone();
+        let g = grads_of(&[], &[(&m.table, &[2], vec![0.0, 0.0])]);
+        opt.step(&mut m, &g);
+        // Zero gradient but L2 decay: g' = .3·w = [.6, .75] > 0 → row 2 moves by −lr.
+        close(&row(m.table.value(), 2), &[2.0 - 0.1, 2.5 - 0.1]);
+        for r in [0, 1, 3, 4] {
+            assert_eq!(row(m.table.value(), r), row(&t0, r));
+        }
+    }
+
+    /// Bit-identical results for 1 and 2 threads, with tensors above the parallel threshold.
+    #[test]
+    fn deterministic_across_thread_counts() {
+        use crate::gradcheck::randn;
+        use crate::kernels::PAR_MIN_LEN;
+        let n = PAR_MIN_LEN / 64 + 100;
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut m = M {
+                    w: Param::new(randn(&[n, 64], 1)),
+                    frozen: Param::new(randn(&[3], 2)),
+                    table: Param::new(randn(&[2 * n, 64], 3)),
+                };
+                let rows: Vec<usize> = (0..n).map(|i| i * 2 + (i % 2)).collect();
+                let mut opts: Vec<Box<dyn Optimizer>> = vec![
+                    Box::new(Adam::adamw(1e-2, 0.1).with_max_grad_norm(10.0)),
+                    Box::new(super::super::Sgd::new(1e-2).with_momentum(0.9).with_nesterov(true)),
+                ];
+                for (k, opt) in opts.iter_mut().enumerate() {
+                    for s in 0..3 {
+                        let seed = 10 * k as u64 + s;
+                        let vals = randn(&[n, 64], 100 + seed).into_raw_vec_and_offset().0;
+                        let g = grads_of(&[(&m.w, randn(&[n, 64], 200 + seed))], &[(&m.table, &rows, vals)]);
+                        opt.step(&mut m, &g);
+                    }
+                }
+                (m.w.value().clone(), m.table.value().clone())
+            })
+        };
+        let one = run(1);
+        let two = run(2);
+        let again = run(2);
+        assert_eq!(one.0, two.0);
+        assert_eq!(one.1, two.1);
+        assert_eq!(two, again);
+    }
+}
