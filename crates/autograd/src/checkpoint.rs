@@ -532,3 +532,444 @@ fn write_atomic(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gradcheck::randn;
+    use crate::optim::test_util::grads_of;
+    use crate::optim::{Adam, Optimizer};
+
+    #[derive(Debug, Clone)]
+    struct Layer {
+        weight: Param,
+        bias: Param,
+    }
+    impl Parameterized for Layer {
+        fn visit_params<'a>(&'a self, v: &mut ParamVisitor<'_, 'a>) {
+            v.param("weight", &self.weight);
+            v.param("bias", &self.bias);
+        }
+        fn visit_params_mut(&mut self, v: &mut ParamVisitorMut<'_>) {
+            v.param("weight", &mut self.weight);
+            v.param("bias", &mut self.bias);
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    struct Net {
+        embed: Param,
+        layers: Vec<Layer>,
+    }
+    impl Parameterized for Net {
+        fn visit_params<'a>(&'a self, v: &mut ParamVisitor<'_, 'a>) {
+            v.param("embed", &self.embed);
+            v.child("layers", &self.layers);
+        }
+        fn visit_params_mut(&mut self, v: &mut ParamVisitorMut<'_>) {
+            v.param("embed", &mut self.embed);
+            v.child("layers", &mut self.layers);
+        }
+    }
+
+    fn net(seed: u64, hidden: usize) -> Net {
+        Net {
+            embed: Param::new(randn(&[6, 4], seed)),
+            layers: (0..2)
+                .map(|i| Layer {
+                    weight: Param::new(randn(&[hidden, 4], seed + 10 + i)),
+                    bias: Param::new(randn(&[hidden], seed + 20 + i)),
+                })
+                .collect(),
+        }
+    }
+
+    fn values(m: &Net) -> Vec<(String, Vec<usize>, Vec<u32>)> {
+        m.named_params()
+            .into_iter()
+            .map(|(n, p)| (n, p.shape().to_vec(), p.value().iter().map(|x| x.to_bits()).collect()))
+            .collect()
+    }
+
+    fn format_reason(e: AutogradError) -> String {
+        match e {
+            AutogradError::Format { reason, .. } => reason,
+            other => panic!("expected a Format error, got {other:?}"),
+        }
+    }
+
+    fn mismatch_reason(e: AutogradError) -> String {
+        match e {
+            AutogradError::Mismatch { reason, .. } => reason,
+            other => panic!("expected a Mismatch error, got {other:?}"),
+        }
+    }
+
+    /// A saved checkpoint file and its bytes.
+    fn saved(dir: &Path) -> (PathBuf, Vec<u8>) {
+        let path = dir.join("model.ckpt");
+        Checkpoint::from_module(&net(1, 3))
+            .with_metadata("config", "[model]\ndim = 4\n")
+            .save(&path)
+            .unwrap();
+        let bytes = fs::read(&path).unwrap();
+        (path, bytes)
+    }
+
+    #[test]
+    fn round_trip_is_bit_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("net.ckpt");
+        let mut model = net(1, 3);
+        // Special values survive bit for bit.
+        let specials = [0.0_f32, -0.0, f32::MIN_POSITIVE / 2.0, f32::INFINITY, f32::NEG_INFINITY, f32::from_bits(0x7fc0_1234)];
+        model.layers[1].weight.value_mut().as_slice_mut().unwrap()[..6].copy_from_slice(&specials);
+        let mut opt = Adam::new(0.01);
+        let g = grads_of(&[(&model.embed, randn(&[6, 4], 9))], &[]);
+        opt.step(&mut model, &g);
+        let state = opt.state();
+        Checkpoint::from_module(&model)
+            .with_metadata("config", "[model]\ndim = 4\n")
+            .with_metadata("vocab.actions", "repin\nclick\n")
+            .with_metadata("empty", "")
+            .with_optimizer_state(state.clone())
+            .save(&path)
+            .unwrap();
+
+        let ckpt = Checkpoint::load(&path).unwrap();
+        assert_eq!(ckpt.source(), Some(path.as_path()));
+        let names: Vec<&str> = ckpt.tensors().iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["embed", "layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias"]
+        );
+        assert_eq!(ckpt.metadata("config"), Some("[model]\ndim = 4\n"));
+        assert_eq!(ckpt.metadata("vocab.actions"), Some("repin\nclick\n"));
+        assert_eq!(ckpt.metadata("empty"), Some(""));
+        assert_eq!(ckpt.metadata("missing"), None);
+        assert_eq!(ckpt.metadata_map().len(), 3);
+        assert_eq!(ckpt.optimizer_state(), Some(&state));
+        assert_eq!(ckpt.tensor("layers.0.weight").unwrap(), *model.layers[0].weight.value());
+        assert!(ckpt.tensor("nope").is_none());
+
+        let mut fresh = net(50, 3);
+        assert_ne!(values(&fresh), values(&model));
+        ckpt.restore_into(&mut fresh).unwrap();
+        assert_eq!(values(&fresh), values(&model));
+
+        // Bytes are a pure function of the content; to_bytes / from_bytes agree with the file.
+        let again = Checkpoint::from_bytes(&fs::read(&path).unwrap()).unwrap();
+        assert_eq!(again.to_bytes(), fs::read(&path).unwrap());
+        assert_eq!(again.source(), None);
+
+        // Restoring the optimizer state continues training identically.
+        let mut opt2 = Adam::new(0.5);
+        opt2.load_state(ckpt.optimizer_state().unwrap().clone(), &fresh).unwrap();
+        let g1 = grads_of(&[(&model.embed, randn(&[6, 4], 11))], &[]);
+        let g2 = grads_of(&[(&fresh.embed, randn(&[6, 4], 11))], &[]);
+        opt.step(&mut model, &g1);
+        opt2.step(&mut fresh, &g2);
+        assert_eq!(values(&fresh), values(&model));
+    }
+
+    #[test]
+    fn save_leaves_no_temporary_file_and_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, first) = saved(dir.path());
+        Checkpoint::from_module(&net(2, 3)).save(&path).unwrap();
+        assert_ne!(fs::read(&path).unwrap(), first);
+        let entries: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(entries, ["model.ckpt"]);
+        // A path that names no file is an I/O error.
+        let ck = Checkpoint::from_module(&net(2, 3));
+        assert!(ck.save("").is_err());
+    }
+
+    #[test]
+    fn truncated_files_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, bytes) = saved(dir.path());
+        let n = bytes.len();
+        let cut_path = dir.path().join("cut.ckpt");
+        for cut in [1, 5, 8, 12, 20, 23, 24, 25, n / 2, n - 1] {
+            fs::write(&cut_path, &bytes[..cut]).unwrap();
+            let reason = format_reason(Checkpoint::load(&cut_path).unwrap_err());
+            assert!(reason.starts_with("truncated"), "cut {cut}: {reason}");
+            if cut >= HEADER_LEN {
+                let want = format!("expected {} bytes of payload, found {}", n - HEADER_LEN, cut - HEADER_LEN);
+                assert!(reason.contains(&want), "cut {cut}: {reason}");
+            }
+            let reason = format_reason(Checkpoint::from_bytes(&bytes[..cut]).unwrap_err());
+            assert!(reason.starts_with("truncated"), "cut {cut}: {reason}");
+        }
+        // Extra bytes after the payload.
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(b"junk");
+        fs::write(&cut_path, &longer).unwrap();
+        let reason = format_reason(Checkpoint::load(&cut_path).unwrap_err());
+        assert!(reason.starts_with("trailing data"), "{reason}");
+        // The original still loads.
+        Checkpoint::load(&path).unwrap();
+    }
+
+    #[test]
+    fn empty_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.ckpt");
+        fs::write(&path, b"").unwrap();
+        let e = Checkpoint::load(&path).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("empty.ckpt") && msg.contains("empty file (0 bytes)"), "{msg}");
+    }
+
+    #[test]
+    fn flipped_payload_bytes_fail_the_checksum() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, bytes) = saved(dir.path());
+        let path = dir.path().join("flipped.ckpt");
+        for pos in [HEADER_LEN, HEADER_LEN + 7, bytes.len() / 2, bytes.len() - 1] {
+            for bit in [0x01_u8, 0x80] {
+                let mut b = bytes.clone();
+                b[pos] ^= bit;
+                fs::write(&path, &b).unwrap();
+                let reason = format_reason(Checkpoint::load(&path).unwrap_err());
+                assert!(reason.starts_with("checksum mismatch"), "byte {pos}: {reason}");
+            }
+        }
+        // A flipped CRC byte is caught too.
+        let mut b = bytes.clone();
+        b[21] ^= 0x10;
+        assert!(format_reason(Checkpoint::from_bytes(&b).unwrap_err()).starts_with("checksum mismatch"));
+        // A corrupted length is reported as truncation or trailing data, never decoded.
+        let len = (bytes.len() - HEADER_LEN) as u64;
+        for (claimed, prefix) in [(len + 1, "truncated"), (len | 1 << 62, "truncated"), (len - 1, "trailing data")] {
+            let mut b = bytes.clone();
+            b[12..20].copy_from_slice(&claimed.to_le_bytes());
+            let reason = format_reason(Checkpoint::from_bytes(&b).unwrap_err());
+            assert!(reason.starts_with(prefix), "length {claimed}: {reason}");
+            fs::write(&path, &b).unwrap();
+            let reason = format_reason(Checkpoint::load(&path).unwrap_err());
+            assert!(reason.starts_with(prefix), "length {claimed}: {reason}");
+        }
+    }
+
+    #[test]
+    fn foreign_files_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("foreign");
+        let text = b"[model]\nname = \"closeup\"\nlayers = 2\n";
+        let random: Vec<u8> = randn(&[4096], 3).iter().map(|x| x.to_bits() as u8).collect();
+        let shorts: [&[u8]; 3] = [b"x", b"CLOSEUX", b"\x89PNG\r\n\x1a\n0000000000000000000000"];
+        for bytes in [&text[..], &random, shorts[0], shorts[1], shorts[2]] {
+            fs::write(&path, bytes).unwrap();
+            let reason = format_reason(Checkpoint::load(&path).unwrap_err());
+            assert_eq!(reason, "not a Closeup checkpoint (bad magic)");
+        }
+        // A directory or a missing file is an I/O error, not a format error.
+        assert!(matches!(Checkpoint::load(dir.path()), Err(AutogradError::Io { .. })));
+        assert!(matches!(
+            Checkpoint::load(dir.path().join("missing")),
+            Err(AutogradError::Io { .. })
+        ));
+    }
+
+    #[test]
+    fn wrong_version_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, mut bytes) = saved(dir.path());
+        bytes[8..12].copy_from_slice(&7u32.to_le_bytes());
+        fs::write(&path, &bytes).unwrap();
+        let e = Checkpoint::load(&path).unwrap_err();
+        assert_eq!(format_reason(e), "unsupported format version 7 (this build reads 1)");
+    }
+
+    /// Payloads with a valid frame and checksum but bad content: decode errors, no panic and no
+    /// huge allocation.
+    #[test]
+    fn hostile_payloads_with_valid_checksums() {
+        // A sequence length of u64::MAX (bincode varint marker 0xFD + 8 bytes).
+        let huge_len = frame(&[0xFD, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
+        let reason = format_reason(Checkpoint::from_bytes(&huge_len).unwrap_err());
+        assert!(reason.starts_with("payload does not decode"), "{reason}");
+        // One tensor claiming 2^40 floats (over the size limit) or 2^30 floats (under it) with a
+        // few bytes of data.
+        for claimed in [1u64 << 40, 1 << 30] {
+            let mut p = vec![1u8, 1, b'x', 1, 0xFC];
+            p.extend_from_slice(&(1u32 << 31).to_le_bytes());
+            p.push(0xFD);
+            p.extend_from_slice(&claimed.to_le_bytes());
+            p.extend_from_slice(&[0; 16]);
+            let reason = format_reason(Checkpoint::from_bytes(&frame(&p)).unwrap_err());
+            assert!(reason.starts_with("payload does not decode"), "{reason}");
+        }
+        // Empty and garbage payloads.
+        for payload in [&[][..], &[0xFF; 64][..]] {
+            let reason = format_reason(Checkpoint::from_bytes(&frame(payload)).unwrap_err());
+            assert!(reason.starts_with("payload does not decode"), "{reason}");
+        }
+        let encode = |tensors: Vec<NamedTensor>| {
+            let p = Payload {
+                tensors,
+                metadata: BTreeMap::new(),
+                optimizer: None,
+            };
+            frame(&bincode::serde::encode_to_vec(&p, bincode::config::standard()).unwrap())
+        };
+        let t = |name: &str, shape: Vec<usize>, n: usize| NamedTensor {
+            name: name.into(),
+            shape,
+            data: vec![0.5; n],
+        };
+        // Shape and data disagree.
+        let reason = format_reason(Checkpoint::from_bytes(&encode(vec![t("w", vec![2, 3], 5)])).unwrap_err());
+        assert_eq!(reason, "tensor `w` has shape [2, 3] but 5 values");
+        // A shape whose element count overflows.
+        let reason =
+            format_reason(Checkpoint::from_bytes(&encode(vec![t("w", vec![usize::MAX, 3], 0)])).unwrap_err());
+        assert!(reason.contains("tensor `w` has shape"), "{reason}");
+        // Duplicate names.
+        let reason =
+            format_reason(Checkpoint::from_bytes(&encode(vec![t("w", vec![1], 1), t("w", vec![1], 1)])).unwrap_err());
+        assert_eq!(reason, "tensor `w` appears twice");
+        // Trailing bytes inside the checksummed payload.
+        let mut p = bincode::serde::encode_to_vec(
+            Payload {
+                tensors: vec![],
+                metadata: BTreeMap::new(),
+                optimizer: None,
+            },
+            bincode::config::standard(),
+        )
+        .unwrap();
+        p.push(0);
+        let reason = format_reason(Checkpoint::from_bytes(&frame(&p)).unwrap_err());
+        assert_eq!(reason, "1 unread bytes after the payload");
+    }
+
+    #[test]
+    fn mismatched_models_are_rejected_and_left_unchanged() {
+        let ckpt = Checkpoint::from_module(&net(1, 3));
+
+        // Shape mismatch: both shapes named.
+        let mut other = net(2, 5);
+        let before = values(&other);
+        let reason = mismatch_reason(ckpt.restore_into(&mut other).unwrap_err());
+        assert!(
+            reason.contains("`layers.0.weight` has shape [3, 4] in the checkpoint but [5, 4] in the model"),
+            "{reason}"
+        );
+        assert!(reason.contains("`layers.1.bias` has shape [3] in the checkpoint but [5] in the model"), "{reason}");
+        assert_eq!(values(&other), before);
+
+        // Missing parameter (the model has a third layer).
+        let mut bigger = net(2, 3);
+        bigger.layers.push(bigger.layers[0].clone());
+        let before = values(&bigger);
+        let reason = mismatch_reason(ckpt.restore_into(&mut bigger).unwrap_err());
+        assert_eq!(
+            reason,
+            "`layers.2.weight` (shape [3, 4]) is missing from the checkpoint; \
+             `layers.2.bias` (shape [3]) is missing from the checkpoint"
+        );
+        assert_eq!(values(&bigger), before);
+
+        // Extra parameter (the model has one layer).
+        let mut smaller = net(2, 3);
+        smaller.layers.pop();
+        let before = values(&smaller);
+        let e = ckpt.restore_into(&mut smaller).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with(IN_MEMORY), "{msg}");
+        let reason = mismatch_reason(e);
+        assert!(
+            reason.contains("the checkpoint has `layers.1.weight` (shape [3, 4]), which the model does not"),
+            "{reason}"
+        );
+        assert_eq!(values(&smaller), before);
+
+        // Loaded from a file, the error names the file.
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = saved(dir.path());
+        let e = Checkpoint::load(&path).unwrap().restore_into(&mut smaller).unwrap_err();
+        assert!(matches!(&e, AutogradError::Mismatch { path: p, .. } if p == &path));
+    }
+
+    #[test]
+    #[should_panic(expected = "visits `w` twice")]
+    fn from_module_rejects_duplicate_names() {
+        struct Dup(Param);
+        impl Parameterized for Dup {
+            fn visit_params<'a>(&'a self, v: &mut ParamVisitor<'_, 'a>) {
+                v.param("w", &self.0);
+                v.param("w", &self.0);
+            }
+            fn visit_params_mut(&mut self, v: &mut ParamVisitorMut<'_>) {
+                v.param("w", &mut self.0);
+            }
+        }
+        let _ = Checkpoint::from_module(&Dup(Param::new(randn(&[2], 0))));
+    }
+
+    #[test]
+    fn failed_write_leaves_the_old_file_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, old) = saved(dir.path());
+        let new = Checkpoint::from_module(&net(9, 3)).to_bytes();
+        let tmp = dir.path().join(format!("model.ckpt.tmp-{}", std::process::id()));
+
+        // Failure after the temporary file is written (injected before the rename).
+        let e = write_atomic(&path, &new, |t| {
+            assert_eq!(t, tmp);
+            assert_eq!(fs::read(t).unwrap(), new);
+            Err(io::Error::other("injected failure"))
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("injected failure"), "{e}");
+        assert_eq!(fs::read(&path).unwrap(), old);
+        assert!(!tmp.exists(), "temporary file removed");
+
+        // The temporary path cannot be created (a directory is in the way).
+        fs::create_dir(&tmp).unwrap();
+        let e = Checkpoint::from_module(&net(9, 3)).save(&path).unwrap_err();
+        assert!(matches!(e, AutogradError::Io { .. }), "{e:?}");
+        assert_eq!(fs::read(&path).unwrap(), old);
+        assert!(tmp.is_dir(), "someone else's directory is not removed");
+        fs::remove_dir(&tmp).unwrap();
+
+        // The rename fails (the target is a non-empty directory): temp file removed.
+        let blocked = dir.path().join("blocked");
+        fs::create_dir(&blocked).unwrap();
+        fs::write(blocked.join("keep"), b"x").unwrap();
+        let e = Checkpoint::from_module(&net(9, 3)).save(&blocked).unwrap_err();
+        assert!(e.to_string().contains("cannot rename"), "{e}");
+        assert_eq!(fs::read(blocked.join("keep")).unwrap(), b"x");
+        let mut entries: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        entries.sort();
+        assert_eq!(entries, ["blocked", "model.ckpt"]);
+        assert_eq!(Checkpoint::load(&path).unwrap().to_bytes(), old);
+    }
+
+    #[test]
+    fn missing_or_non_directory_parent_is_an_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        fs::create_dir(&sub).unwrap();
+        fs::remove_dir(&sub).unwrap();
+        let ck = Checkpoint::from_module(&net(1, 3));
+        let e = ck.save(sub.join("m.ckpt")).unwrap_err();
+        assert!(matches!(&e, AutogradError::Io { path, .. } if path == &sub.join("m.ckpt")), "{e:?}");
+        assert!(e.to_string().contains("cannot create temporary file"), "{e}");
+
+        let file = dir.path().join("plain.txt");
+        fs::write(&file, b"not a directory").unwrap();
+        let e = ck.save(file.join("m.ckpt")).unwrap_err();
+        assert!(matches!(e, AutogradError::Io { .. }), "{e:?}");
+        assert_eq!(fs::read(&file).unwrap(), b"not a directory");
+    }
+}
