@@ -94,7 +94,11 @@ pub const MAX_PAYLOAD_LEN: u64 = 1 << 34;
 /// [`MAX_PAYLOAD_LEN`] as a `usize` (saturating on 32-bit targets).
 const DECODE_LIMIT: usize = {
     let max = MAX_PAYLOAD_LEN as u128;
-    if max > usize::MAX as u128 { usize::MAX } else { max as usize }
+    if max > usize::MAX as u128 {
+        usize::MAX
+    } else {
+        max as usize
+    }
 };
 
 /// The path reported in errors about a checkpoint that did not come from a file.
@@ -154,7 +158,9 @@ impl Checkpoint {
         };
         module.visit_params(&mut ParamVisitor::new(&mut f));
         if let Some(dup) = first_duplicate(&tensors) {
-            panic!("Checkpoint::from_module: the module visits `{dup}` twice; parameter names must be unique");
+            panic!(
+                "Checkpoint::from_module: the module visits `{dup}` twice; parameter names must be unique"
+            );
         }
         Checkpoint {
             tensors,
@@ -204,7 +210,10 @@ impl Checkpoint {
 
     /// The tensor stored under `name`, as a tensor.
     pub fn tensor(&self, name: &str) -> Option<Tensor> {
-        self.tensors.iter().find(|t| t.name == name).map(NamedTensor::to_tensor)
+        self.tensors
+            .iter()
+            .find(|t| t.name == name)
+            .map(NamedTensor::to_tensor)
     }
 
     /// The file this checkpoint was loaded from, if any.
@@ -213,7 +222,9 @@ impl Checkpoint {
     }
 
     fn display_path(&self) -> PathBuf {
-        self.source.clone().unwrap_or_else(|| PathBuf::from(IN_MEMORY))
+        self.source
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(IN_MEMORY))
     }
 
     /// The complete file contents: header and payload.
@@ -512,7 +523,8 @@ fn write_atomic(
     };
 
     let result = (|| {
-        let mut file = File::create(&tmp).map_err(|e| context("cannot create temporary file", e))?;
+        let mut file =
+            File::create(&tmp).map_err(|e| context("cannot create temporary file", e))?;
         file.write_all(bytes)
             .and_then(|()| file.sync_all())
             .map_err(|e| context("cannot write temporary file", e))?;
@@ -587,7 +599,13 @@ mod tests {
     fn values(m: &Net) -> Vec<(String, Vec<usize>, Vec<u32>)> {
         m.named_params()
             .into_iter()
-            .map(|(n, p)| (n, p.shape().to_vec(), p.value().iter().map(|x| x.to_bits()).collect()))
+            .map(|(n, p)| {
+                (
+                    n,
+                    p.shape().to_vec(),
+                    p.value().iter().map(|x| x.to_bits()).collect(),
+                )
+            })
             .collect()
     }
 
@@ -622,7 +640,14 @@ mod tests {
         let path = dir.path().join("net.ckpt");
         let mut model = net(1, 3);
         // Special values survive bit for bit.
-        let specials = [0.0_f32, -0.0, f32::MIN_POSITIVE / 2.0, f32::INFINITY, f32::NEG_INFINITY, f32::from_bits(0x7fc0_1234)];
+        let specials = [
+            0.0_f32,
+            -0.0,
+            f32::MIN_POSITIVE / 2.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::from_bits(0x7fc0_1234),
+        ];
         model.layers[1].weight.value_mut().as_slice_mut().unwrap()[..6].copy_from_slice(&specials);
         let mut opt = Adam::new(0.01);
         let g = grads_of(&[(&model.embed, randn(&[6, 4], 9))], &[]);
@@ -641,7 +666,13 @@ mod tests {
         let names: Vec<&str> = ckpt.tensors().iter().map(|t| t.name.as_str()).collect();
         assert_eq!(
             names,
-            ["embed", "layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias"]
+            [
+                "embed",
+                "layers.0.weight",
+                "layers.0.bias",
+                "layers.1.weight",
+                "layers.1.bias"
+            ]
         );
         assert_eq!(ckpt.metadata("config"), Some("[model]\ndim = 4\n"));
         assert_eq!(ckpt.metadata("vocab.actions"), Some("repin\nclick\n"));
@@ -649,7 +680,10 @@ mod tests {
         assert_eq!(ckpt.metadata("missing"), None);
         assert_eq!(ckpt.metadata_map().len(), 3);
         assert_eq!(ckpt.optimizer_state(), Some(&state));
-        assert_eq!(ckpt.tensor("layers.0.weight").unwrap(), *model.layers[0].weight.value());
+        assert_eq!(
+            ckpt.tensor("layers.0.weight").unwrap(),
+            *model.layers[0].weight.value()
+        );
         assert!(ckpt.tensor("nope").is_none());
 
         let mut fresh = net(50, 3);
@@ -664,7 +698,8 @@ mod tests {
 
         // Restoring the optimizer state continues training identically.
         let mut opt2 = Adam::new(0.5);
-        opt2.load_state(ckpt.optimizer_state().unwrap().clone(), &fresh).unwrap();
+        opt2.load_state(ckpt.optimizer_state().unwrap().clone(), &fresh)
+            .unwrap();
         let g1 = grads_of(&[(&model.embed, randn(&[6, 4], 11))], &[]);
         let g2 = grads_of(&[(&fresh.embed, randn(&[6, 4], 11))], &[]);
         opt.step(&mut model, &g1);
@@ -699,7 +734,11 @@ mod tests {
             let reason = format_reason(Checkpoint::load(&cut_path).unwrap_err());
             assert!(reason.starts_with("truncated"), "cut {cut}: {reason}");
             if cut >= HEADER_LEN {
-                let want = format!("expected {} bytes of payload, found {}", n - HEADER_LEN, cut - HEADER_LEN);
+                let want = format!(
+                    "expected {} bytes of payload, found {}",
+                    n - HEADER_LEN,
+                    cut - HEADER_LEN
+                );
                 assert!(reason.contains(&want), "cut {cut}: {reason}");
             }
             let reason = format_reason(Checkpoint::from_bytes(&bytes[..cut]).unwrap_err());
@@ -722,7 +761,10 @@ mod tests {
         fs::write(&path, b"").unwrap();
         let e = Checkpoint::load(&path).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("empty.ckpt") && msg.contains("empty file (0 bytes)"), "{msg}");
+        assert!(
+            msg.contains("empty.ckpt") && msg.contains("empty file (0 bytes)"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -736,16 +778,25 @@ mod tests {
                 b[pos] ^= bit;
                 fs::write(&path, &b).unwrap();
                 let reason = format_reason(Checkpoint::load(&path).unwrap_err());
-                assert!(reason.starts_with("checksum mismatch"), "byte {pos}: {reason}");
+                assert!(
+                    reason.starts_with("checksum mismatch"),
+                    "byte {pos}: {reason}"
+                );
             }
         }
         // A flipped CRC byte is caught too.
         let mut b = bytes.clone();
         b[21] ^= 0x10;
-        assert!(format_reason(Checkpoint::from_bytes(&b).unwrap_err()).starts_with("checksum mismatch"));
+        assert!(
+            format_reason(Checkpoint::from_bytes(&b).unwrap_err()).starts_with("checksum mismatch")
+        );
         // A corrupted length is reported as truncation or trailing data, never decoded.
         let len = (bytes.len() - HEADER_LEN) as u64;
-        for (claimed, prefix) in [(len + 1, "truncated"), (len | 1 << 62, "truncated"), (len - 1, "trailing data")] {
+        for (claimed, prefix) in [
+            (len + 1, "truncated"),
+            (len | 1 << 62, "truncated"),
+            (len - 1, "trailing data"),
+        ] {
             let mut b = bytes.clone();
             b[12..20].copy_from_slice(&claimed.to_le_bytes());
             let reason = format_reason(Checkpoint::from_bytes(&b).unwrap_err());
@@ -761,7 +812,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("foreign");
         let text = b"[model]\nname = \"closeup\"\nlayers = 2\n";
-        let random: Vec<u8> = randn(&[4096], 3).iter().map(|x| x.to_bits() as u8).collect();
+        let random: Vec<u8> = randn(&[4096], 3)
+            .iter()
+            .map(|x| x.to_bits() as u8)
+            .collect();
         let shorts: [&[u8]; 3] = [b"x", b"CLOSEUX", b"\x89PNG\r\n\x1a\n0000000000000000000000"];
         for bytes in [&text[..], &random, shorts[0], shorts[1], shorts[2]] {
             fs::write(&path, bytes).unwrap();
@@ -769,7 +823,10 @@ mod tests {
             assert_eq!(reason, "not a Closeup checkpoint (bad magic)");
         }
         // A directory or a missing file is an I/O error, not a format error.
-        assert!(matches!(Checkpoint::load(dir.path()), Err(AutogradError::Io { .. })));
+        assert!(matches!(
+            Checkpoint::load(dir.path()),
+            Err(AutogradError::Io { .. })
+        ));
         assert!(matches!(
             Checkpoint::load(dir.path().join("missing")),
             Err(AutogradError::Io { .. })
@@ -783,7 +840,10 @@ mod tests {
         bytes[8..12].copy_from_slice(&7u32.to_le_bytes());
         fs::write(&path, &bytes).unwrap();
         let e = Checkpoint::load(&path).unwrap_err();
-        assert_eq!(format_reason(e), "unsupported format version 7 (this build reads 1)");
+        assert_eq!(
+            format_reason(e),
+            "unsupported format version 7 (this build reads 1)"
+        );
     }
 
     /// Payloads with a valid frame and checksum but bad content: decode errors, no panic and no
@@ -824,15 +884,20 @@ mod tests {
             data: vec![0.5; n],
         };
         // Shape and data disagree.
-        let reason = format_reason(Checkpoint::from_bytes(&encode(vec![t("w", vec![2, 3], 5)])).unwrap_err());
+        let reason = format_reason(
+            Checkpoint::from_bytes(&encode(vec![t("w", vec![2, 3], 5)])).unwrap_err(),
+        );
         assert_eq!(reason, "tensor `w` has shape [2, 3] but 5 values");
         // A shape whose element count overflows.
-        let reason =
-            format_reason(Checkpoint::from_bytes(&encode(vec![t("w", vec![usize::MAX, 3], 0)])).unwrap_err());
+        let reason = format_reason(
+            Checkpoint::from_bytes(&encode(vec![t("w", vec![usize::MAX, 3], 0)])).unwrap_err(),
+        );
         assert!(reason.contains("tensor `w` has shape"), "{reason}");
         // Duplicate names.
-        let reason =
-            format_reason(Checkpoint::from_bytes(&encode(vec![t("w", vec![1], 1), t("w", vec![1], 1)])).unwrap_err());
+        let reason = format_reason(
+            Checkpoint::from_bytes(&encode(vec![t("w", vec![1], 1), t("w", vec![1], 1)]))
+                .unwrap_err(),
+        );
         assert_eq!(reason, "tensor `w` appears twice");
         // Trailing bytes inside the checksummed payload.
         let mut p = bincode::serde::encode_to_vec(
@@ -858,10 +923,15 @@ mod tests {
         let before = values(&other);
         let reason = mismatch_reason(ckpt.restore_into(&mut other).unwrap_err());
         assert!(
-            reason.contains("`layers.0.weight` has shape [3, 4] in the checkpoint but [5, 4] in the model"),
+            reason.contains(
+                "`layers.0.weight` has shape [3, 4] in the checkpoint but [5, 4] in the model"
+            ),
             "{reason}"
         );
-        assert!(reason.contains("`layers.1.bias` has shape [3] in the checkpoint but [5] in the model"), "{reason}");
+        assert!(
+            reason.contains("`layers.1.bias` has shape [3] in the checkpoint but [5] in the model"),
+            "{reason}"
+        );
         assert_eq!(values(&other), before);
 
         // Missing parameter (the model has a third layer).
@@ -885,7 +955,9 @@ mod tests {
         assert!(msg.starts_with(IN_MEMORY), "{msg}");
         let reason = mismatch_reason(e);
         assert!(
-            reason.contains("the checkpoint has `layers.1.weight` (shape [3, 4]), which the model does not"),
+            reason.contains(
+                "the checkpoint has `layers.1.weight` (shape [3, 4]), which the model does not"
+            ),
             "{reason}"
         );
         assert_eq!(values(&smaller), before);
@@ -893,7 +965,10 @@ mod tests {
         // Loaded from a file, the error names the file.
         let dir = tempfile::tempdir().unwrap();
         let (path, _) = saved(dir.path());
-        let e = Checkpoint::load(&path).unwrap().restore_into(&mut smaller).unwrap_err();
+        let e = Checkpoint::load(&path)
+            .unwrap()
+            .restore_into(&mut smaller)
+            .unwrap_err();
         assert!(matches!(&e, AutogradError::Mismatch { path: p, .. } if p == &path));
     }
 
@@ -918,7 +993,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (path, old) = saved(dir.path());
         let new = Checkpoint::from_module(&net(9, 3)).to_bytes();
-        let tmp = dir.path().join(format!("model.ckpt.tmp-{}", std::process::id()));
+        let tmp = dir
+            .path()
+            .join(format!("model.ckpt.tmp-{}", std::process::id()));
 
         // Failure after the temporary file is written (injected before the rename).
         let e = write_atomic(&path, &new, |t| {
@@ -943,7 +1020,9 @@ mod tests {
         let blocked = dir.path().join("blocked");
         fs::create_dir(&blocked).unwrap();
         fs::write(blocked.join("keep"), b"x").unwrap();
-        let e = Checkpoint::from_module(&net(9, 3)).save(&blocked).unwrap_err();
+        let e = Checkpoint::from_module(&net(9, 3))
+            .save(&blocked)
+            .unwrap_err();
         assert!(e.to_string().contains("cannot rename"), "{e}");
         assert_eq!(fs::read(blocked.join("keep")).unwrap(), b"x");
         let mut entries: Vec<String> = fs::read_dir(dir.path())
@@ -963,8 +1042,14 @@ mod tests {
         fs::remove_dir(&sub).unwrap();
         let ck = Checkpoint::from_module(&net(1, 3));
         let e = ck.save(sub.join("m.ckpt")).unwrap_err();
-        assert!(matches!(&e, AutogradError::Io { path, .. } if path == &sub.join("m.ckpt")), "{e:?}");
-        assert!(e.to_string().contains("cannot create temporary file"), "{e}");
+        assert!(
+            matches!(&e, AutogradError::Io { path, .. } if path == &sub.join("m.ckpt")),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().contains("cannot create temporary file"),
+            "{e}"
+        );
 
         let file = dir.path().join("plain.txt");
         fs::write(&file, b"not a directory").unwrap();

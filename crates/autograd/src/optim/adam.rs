@@ -1,9 +1,10 @@
 //! Adam and AdamW, with lazy updates of row-sparse gradients.
 
-use super::{
-    StepCtx, clip_scale, export_slots, for_each_touched_row, for_each_with_grad, import_slots, slot_buffers,
-};
 use super::{Optimizer, OptimizerState};
+use super::{
+    StepCtx, clip_scale, export_slots, for_each_touched_row, for_each_with_grad, import_slots,
+    slot_buffers,
+};
 use crate::Tensor;
 use crate::error::Result;
 use crate::grads::{Grad, Gradients};
@@ -93,7 +94,10 @@ impl Adam {
     /// # Panics
     /// If `eps` is negative or not finite.
     pub fn with_eps(mut self, eps: f32) -> Self {
-        assert!(eps.is_finite() && eps >= 0.0, "Adam: eps must be finite and >= 0, got {eps}");
+        assert!(
+            eps.is_finite() && eps >= 0.0,
+            "Adam: eps must be finite and >= 0, got {eps}"
+        );
         self.eps = eps;
         self
     }
@@ -126,7 +130,10 @@ impl Adam {
     /// # Panics
     /// If `max_norm` is not positive.
     pub fn with_max_grad_norm(mut self, max_norm: f32) -> Self {
-        assert!(max_norm > 0.0, "Adam: max_grad_norm must be > 0, got {max_norm}");
+        assert!(
+            max_norm > 0.0,
+            "Adam: max_grad_norm must be > 0, got {max_norm}"
+        );
         self.max_grad_norm = Some(max_norm);
         self
     }
@@ -215,7 +222,9 @@ impl Optimizer for Adam {
                 }
                 Grad::Rows(rg) => {
                     for_each_touched_row(w, rg, bufs, |w, g, [m, v]| {
-                        for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                        for (((w, &g), m), v) in
+                            w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut())
+                        {
                             h.update(w, g, m, v);
                         }
                     });
@@ -296,7 +305,9 @@ mod tests {
         M {
             w: Param::new(array![1.0_f32, -2.0].into_dyn()),
             frozen: Param::new(array![5.0_f32].into_dyn()),
-            table: Param::new(Tensor::from_shape_fn(IxDyn(&[5, 2]), |i| (i[0] * 2 + i[1]) as f32 * 0.5)),
+            table: Param::new(Tensor::from_shape_fn(IxDyn(&[5, 2]), |i| {
+                (i[0] * 2 + i[1]) as f32 * 0.5
+            })),
         }
     }
 
@@ -308,7 +319,11 @@ mod tests {
     }
     impl Ref {
         fn new() -> Self {
-            Ref { m: 0.0, v: 0.0, t: 0 }
+            Ref {
+                m: 0.0,
+                v: 0.0,
+                t: 0,
+            }
         }
         /// `l2`: coupled weight decay, `dwd`: decoupled.
         fn step(&mut self, w: f64, g: f64, lr: f64, l2: f64, dwd: f64) -> f64 {
@@ -327,7 +342,10 @@ mod tests {
         let a: Vec<f32> = a.iter().copied().collect();
         assert_eq!(a.len(), b.len());
         for (x, y) in a.iter().zip(b) {
-            assert!((f64::from(*x) - y).abs() <= 1e-6 * (1.0 + y.abs()), "{a:?} vs {b:?}");
+            assert!(
+                (f64::from(*x) - y).abs() <= 1e-6 * (1.0 + y.abs()),
+                "{a:?} vs {b:?}"
+            );
         }
     }
 
@@ -402,7 +420,9 @@ mod tests {
             };
             opt.step(&mut m, &grads);
         }
-        let err = (m.w.value() - &target).mapv(f32::abs).fold(0.0_f32, |a, &b| a.max(b));
+        let err = (m.w.value() - &target)
+            .mapv(f32::abs)
+            .fold(0.0_f32, |a, &b| a.max(b));
         assert!(err < 1e-3, "max error {err}");
     }
 
@@ -444,14 +464,27 @@ mod tests {
     #[test]
     fn lazy_adam_touches_only_gradient_rows() {
         for adamw in [false, true] {
-            let make_opt = || if adamw { Adam::adamw(0.1, 0.2) } else { Adam::new(0.1) };
+            let make_opt = || {
+                if adamw {
+                    Adam::adamw(0.1, 0.2)
+                } else {
+                    Adam::new(0.1)
+                }
+            };
             let mut lazy = model();
             let mut dense = model();
             let (mut ol, mut od) = (make_opt(), make_opt());
             let t0 = lazy.table.value().clone();
 
             // Step 1: rows 3 and 1 (given unsorted and with a duplicate, coalesced by backward).
-            let gl = grads_of(&[], &[(&lazy.table, &[3, 1, 3], vec![1.0, -2.0, 0.5, 0.25, 1.0, 1.0])]);
+            let gl = grads_of(
+                &[],
+                &[(
+                    &lazy.table,
+                    &[3, 1, 3],
+                    vec![1.0, -2.0, 0.5, 0.25, 1.0, 1.0],
+                )],
+            );
             let g_dense = gl.param(&lazy.table).unwrap().to_dense();
             let gd = grads_of(&[(&dense.table, g_dense)], &[]);
             ol.step(&mut lazy, &gl);
@@ -470,7 +503,11 @@ mod tests {
             if !adamw {
                 assert_eq!(&t1, dense.table.value());
             } else {
-                assert_ne!(row(dense.table.value(), 0), row(&t0, 0), "dense AdamW decays every row");
+                assert_ne!(
+                    row(dense.table.value(), 0),
+                    row(&t0, 0),
+                    "dense AdamW decays every row"
+                );
             }
             // Row 3 by hand: g = [1 + 1, −2 + 1] = [2, −1] → w − lr·sign(g)·(1) (· decay).
             let decay = if adamw { 1.0 - 0.1 * 0.2 } else { 1.0 };
@@ -480,7 +517,10 @@ mod tests {
             // moving them with the decayed momentum).
             let st1 = ol.state();
             let gl = grads_of(&[], &[(&lazy.table, &[0], vec![-3.0, 0.0])]);
-            let gd = grads_of(&[(&dense.table, gl.param(&lazy.table).unwrap().to_dense())], &[]);
+            let gd = grads_of(
+                &[(&dense.table, gl.param(&lazy.table).unwrap().to_dense())],
+                &[],
+            );
             ol.step(&mut lazy, &gl);
             od.step(&mut dense, &gd);
             let t2 = lazy.table.value().clone();
@@ -489,14 +529,23 @@ mod tests {
             }
             assert_ne!(row(dense.table.value(), 1), row(&t1, 1));
             let st2 = ol.state();
-            for (a, b) in st1.slots.iter().zip(&st2.slots).filter(|(a, _)| a.param == "table") {
+            for (a, b) in st1
+                .slots
+                .iter()
+                .zip(&st2.slots)
+                .filter(|(a, _)| a.param == "table")
+            {
                 // Rows 1..5 of m and v are unchanged; row 0 changed from zero.
                 assert_eq!(a.data[2..], b.data[2..], "slot {}", a.slot);
                 assert_eq!(a.data[..2], [0.0, 0.0]);
                 assert_ne!(b.data[0], 0.0);
             }
             // Row 0 first touched at t = 2: element 0 by the reference with global t = 2.
-            let mut r = Ref { m: 0.0, v: 0.0, t: 1 };
+            let mut r = Ref {
+                m: 0.0,
+                v: 0.0,
+                t: 1,
+            };
             let dwd = if adamw { 0.2 } else { 0.0 };
             let want = r.step(0.0, -3.0, 0.1, 0.0, dwd);
             close(&row(&t2, 0), &[want, 0.5 * decay]);
@@ -524,7 +573,10 @@ mod tests {
         use crate::kernels::PAR_MIN_LEN;
         let n = PAR_MIN_LEN / 64 + 100;
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
             pool.install(|| {
                 let mut m = M {
                     w: Param::new(randn(&[n, 64], 1)),
@@ -534,13 +586,20 @@ mod tests {
                 let rows: Vec<usize> = (0..n).map(|i| i * 2 + (i % 2)).collect();
                 let mut opts: Vec<Box<dyn Optimizer>> = vec![
                     Box::new(Adam::adamw(1e-2, 0.1).with_max_grad_norm(10.0)),
-                    Box::new(super::super::Sgd::new(1e-2).with_momentum(0.9).with_nesterov(true)),
+                    Box::new(
+                        super::super::Sgd::new(1e-2)
+                            .with_momentum(0.9)
+                            .with_nesterov(true),
+                    ),
                 ];
                 for (k, opt) in opts.iter_mut().enumerate() {
                     for s in 0..3 {
                         let seed = 10 * k as u64 + s;
                         let vals = randn(&[n, 64], 100 + seed).into_raw_vec_and_offset().0;
-                        let g = grads_of(&[(&m.w, randn(&[n, 64], 200 + seed))], &[(&m.table, &rows, vals)]);
+                        let g = grads_of(
+                            &[(&m.w, randn(&[n, 64], 200 + seed))],
+                            &[(&m.table, &rows, vals)],
+                        );
                         opt.step(&mut m, &g);
                     }
                 }

@@ -108,11 +108,11 @@ mod sgd;
 pub use adam::Adam;
 pub use sgd::Sgd;
 
+use crate::Tensor;
 use crate::error::{AutogradError, Result};
 use crate::grads::{Grad, Gradients, RowGrad};
 use crate::kernels::use_parallel;
 use crate::param::{Param, ParamVisitor, ParamVisitorMut, Parameterized};
-use crate::Tensor;
 use ndarray::IxDyn;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -382,6 +382,9 @@ fn select_rows_mut<'a>(data: &'a mut [f32], dim: usize, rows: &[usize]) -> Vec<&
     out
 }
 
+/// One touched row of a lazy update: parameter row, gradient row, state rows.
+type RowItem<'a, const N: usize> = (&'a mut [f32], &'a [f32], [&'a mut [f32]; N]);
+
 /// Applies `f(param_row, grad_row, [state_rows...])` to every touched row of a lazy update.
 ///
 /// `f` receives one parameter row, the matching gradient row and the matching row of each
@@ -403,7 +406,9 @@ pub(crate) fn for_each_touched_row<const N: usize>(
         .as_slice()
         .expect("RowGrad values are contiguous row-major");
     let p_rows = select_rows_mut(
-        param.as_slice_mut().expect("parameters are in standard layout"),
+        param
+            .as_slice_mut()
+            .expect("parameters are in standard layout"),
         dim,
         rows,
     );
@@ -411,7 +416,8 @@ pub(crate) fn for_each_touched_row<const N: usize>(
         .iter_mut()
         .map(|b| {
             select_rows_mut(
-                b.as_slice_mut().expect("optimizer state is in standard layout"),
+                b.as_slice_mut()
+                    .expect("optimizer state is in standard layout"),
                 dim,
                 rows,
             )
@@ -419,7 +425,7 @@ pub(crate) fn for_each_touched_row<const N: usize>(
         })
         .collect();
     // Regroup as one item per touched row: (param row, grad row, [state rows; N]).
-    let items: Vec<(&mut [f32], &[f32], [&mut [f32]; N])> = p_rows
+    let items: Vec<RowItem<'_, N>> = p_rows
         .into_iter()
         .zip(gvals.chunks_exact(dim))
         .map(|(p, g)| {
@@ -442,7 +448,10 @@ pub(crate) mod test_util {
     use ndarray::ArrayView2;
 
     /// Gradients with the given dense and row-sparse entries.
-    pub(crate) fn grads_of(dense: &[(&Param, Tensor)], rows: &[(&Param, &[usize], Vec<f32>)]) -> Gradients {
+    pub(crate) fn grads_of(
+        dense: &[(&Param, Tensor)],
+        rows: &[(&Param, &[usize], Vec<f32>)],
+    ) -> Gradients {
         let mut g = Gradients::default();
         let mut node = 0;
         for (p, t) in dense {
@@ -452,7 +461,10 @@ pub(crate) mod test_util {
         for (p, idx, vals) in rows {
             let (n, d) = (p.shape()[0], p.shape()[1]);
             let mut rg = RowGrad::new(n, d);
-            rg.push_rows(idx, ArrayView2::from_shape((idx.len(), d), vals).expect("rows × dim"));
+            rg.push_rows(
+                idx,
+                ArrayView2::from_shape((idx.len(), d), vals).expect("rows × dim"),
+            );
             g.insert_param(p.id(), node, Grad::Rows(rg).coalesced());
             node += 1;
         }
@@ -518,15 +530,23 @@ mod tests {
         assert!((g.global_norm() - 13.0).abs() < 1e-6);
         let before = g.clip_global_norm(6.5);
         assert!((before - 13.0).abs() < 1e-6);
-        assert_eq!(g.param_dense(&a).unwrap(), array![[1.5_f32, 0.0]].into_dyn());
-        let Some(Grad::Rows(rg)) = g.param(&table) else { panic!("rows") };
+        assert_eq!(
+            g.param_dense(&a).unwrap(),
+            array![[1.5_f32, 0.0]].into_dyn()
+        );
+        let Some(Grad::Rows(rg)) = g.param(&table) else {
+            panic!("rows")
+        };
         assert_eq!(rg.indices(), &[1, 3]);
         assert_eq!(rg.values(), array![[2.0_f32, 0.0], [0.0, 6.0]]);
         assert!((g.global_norm() - 6.5).abs() < 1e-6);
         // Below the threshold nothing changes.
         let n = g.clip_global_norm(100.0);
         assert!((n - 6.5).abs() < 1e-6);
-        assert_eq!(g.param_dense(&a).unwrap(), array![[1.5_f32, 0.0]].into_dyn());
+        assert_eq!(
+            g.param_dense(&a).unwrap(),
+            array![[1.5_f32, 0.0]].into_dyn()
+        );
     }
 
     /// The optimizer-level clipping option equals clipping the gradients first, bit for bit.
@@ -534,7 +554,9 @@ mod tests {
     fn optimizer_clipping_equals_clip_then_step() {
         let make = || Two {
             a: Param::new(array![[1.0_f32, -2.0]].into_dyn()),
-            table: Param::new(Tensor::from_shape_fn(IxDyn(&[5, 2]), |i| (i[0] * 2 + i[1]) as f32 * 0.1)),
+            table: Param::new(Tensor::from_shape_fn(IxDyn(&[5, 2]), |i| {
+                (i[0] * 2 + i[1]) as f32 * 0.1
+            })),
         };
         let mut m1 = make();
         let mut m2 = make();
@@ -584,11 +606,21 @@ mod tests {
         let st = opt.state();
         assert_eq!(st.kind, "adam");
         assert_eq!(st.step, 1);
-        let names: Vec<(&str, &str)> = st.slots.iter().map(|s| (s.param.as_str(), s.slot.as_str())).collect();
-        assert_eq!(names, [("a", "m"), ("a", "v"), ("table", "m"), ("table", "v")]);
+        let names: Vec<(&str, &str)> = st
+            .slots
+            .iter()
+            .map(|s| (s.param.as_str(), s.slot.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [("a", "m"), ("a", "v"), ("table", "m"), ("table", "v")]
+        );
 
         // Restored state continues exactly like the original.
-        let mut m2 = Two { a: m.a.clone(), table: m.table.clone() };
+        let mut m2 = Two {
+            a: m.a.clone(),
+            table: m.table.clone(),
+        };
         let mut opt2 = Adam::new(0.5);
         opt2.load_state(st.clone(), &m2).unwrap();
         assert_eq!(opt2.learning_rate(), 0.01);

@@ -1,9 +1,10 @@
 //! Stochastic gradient descent with momentum, Nesterov momentum and L2 weight decay.
 
-use super::{
-    StepCtx, clip_scale, export_slots, for_each_touched_row, for_each_with_grad, import_slots, slot_buffers,
-};
 use super::{Optimizer, OptimizerState};
+use super::{
+    StepCtx, clip_scale, export_slots, for_each_touched_row, for_each_with_grad, import_slots,
+    slot_buffers,
+};
 use crate::Tensor;
 use crate::error::Result;
 use crate::grads::{Grad, Gradients};
@@ -95,7 +96,10 @@ impl Sgd {
     /// # Panics
     /// If `max_norm` is not positive.
     pub fn with_max_grad_norm(mut self, max_norm: f32) -> Self {
-        assert!(max_norm > 0.0, "Sgd: max_grad_norm must be > 0, got {max_norm}");
+        assert!(
+            max_norm > 0.0,
+            "Sgd: max_grad_norm must be > 0, got {max_norm}"
+        );
         self.max_grad_norm = Some(max_norm);
         self
     }
@@ -256,7 +260,9 @@ mod tests {
         M {
             w: Param::new(array![1.0_f32, -2.0].into_dyn()),
             frozen: Param::new(array![5.0_f32].into_dyn()),
-            table: Param::new(Tensor::from_shape_fn(IxDyn(&[4, 2]), |i| (i[0] * 2 + i[1]) as f32)),
+            table: Param::new(Tensor::from_shape_fn(IxDyn(&[4, 2]), |i| {
+                (i[0] * 2 + i[1]) as f32
+            })),
         }
     }
 
@@ -362,7 +368,10 @@ mod tests {
         close(&t2.row_of(1), &[1.78, 2.97]);
         let st = opt.state();
         let b = &st.slots[0].data;
-        close(&Tensor::from_shape_vec(IxDyn(&[8]), b.clone()).unwrap(), &[-1.0, 0.1, 2.2, 0.3, 1.4, 1.5, 0.0, 0.0]);
+        close(
+            &Tensor::from_shape_vec(IxDyn(&[8]), b.clone()).unwrap(),
+            &[-1.0, 0.1, 2.2, 0.3, 1.4, 1.5, 0.0, 0.0],
+        );
         // Step 3 touches row 0 again: b0 = .5·[-1, .1] + ([0, 0] + .1·[0.1, 0.99]) = [-0.49, 0.149]
         let g = grads_of(&[], &[(&m.table, &[0], vec![0.0, 0.0])]);
         opt.step(&mut m, &g);
