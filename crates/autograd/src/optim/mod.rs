@@ -49,7 +49,8 @@
 //! Dense Adam — what PyTorch's `torch.optim.Adam` does to a dense gradient of the whole
 //! `100,000 × 64` table — would also, for every *untouched* row, decay `m_r ← β1·m_r` and
 //! `v_r ← β2·v_r`, keep moving `w_r` by the decaying momentum, and apply weight decay to every
-//! row: six sweeps over 6.4 M floats per step, whatever the batch touched. Lazy Adam costs
+//! row: full read-modify-write sweeps of the 6.4 M-float table and both moment buffers every
+//! step, whatever the batch touched. Lazy Adam costs
 //! `O(touched rows × dim)`. On the first step the two are identical (all moments are still
 //! zero, so an untouched row's dense update is `0 / (0 + ε) = 0`); afterwards they differ only
 //! on rows that were touched before and are not touched now. The same holds for [`Sgd`]: with
@@ -155,7 +156,9 @@ pub trait Optimizer: fmt::Debug + Send {
 
     /// Replaces the optimizer's state with `state` (as returned by [`Optimizer::state`]),
     /// checking it against `model`: same optimizer kind, every state tensor names a parameter
-    /// of `model` and has its shape. On error nothing is changed.
+    /// of `model` and has its shape. The step counter and the learning rate are restored too;
+    /// the other hyperparameters (betas, momentum, weight decay, clipping) stay as constructed.
+    /// On error nothing is changed.
     ///
     /// # Errors
     /// [`AutogradError::OptimizerState`] naming the offending parameter or slot.
