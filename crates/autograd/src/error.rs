@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-/// Errors from checkpoints and runtime settings.
+/// Errors from checkpoints, optimizer state and runtime settings.
 #[derive(Debug, thiserror::Error)]
 pub enum AutogradError {
     /// Reading or writing a file failed.
@@ -29,6 +29,12 @@ pub enum AutogradError {
         /// The file.
         path: PathBuf,
         /// Which parameter differs and how.
+        reason: String,
+    },
+    /// Optimizer state (e.g. from a checkpoint) does not fit the optimizer or the model.
+    #[error("optimizer state does not match: {reason}")]
+    OptimizerState {
+        /// Which parameter or slot differs and how.
         reason: String,
     },
     /// The thread pool could not be configured.

@@ -9,6 +9,9 @@
 //! - [`Tape`] / [`Var`]: a per-step Wengert list; ops are methods on `Var`.
 //! - [`Param`] / [`Parameterized`]: trainable tensors with stable dotted names.
 //! - [`Gradients`]: what [`Tape::backward`] returns, dense or row-sparse per parameter.
+//! - [`optim`]: [`Sgd`] and [`Adam`] / AdamW behind the [`Optimizer`] trait, with lazy updates
+//!   of row-sparse embedding gradients.
+//! - [`Checkpoint`]: versioned, checksummed, atomically written named tensors plus metadata.
 //!
 //! See `docs/autograd.md` for the design.
 //!
@@ -39,8 +42,10 @@ pub mod parallel;
 pub mod param;
 pub mod tape;
 
+pub use checkpoint::Checkpoint;
 pub use error::{AutogradError, Result};
 pub use grads::{Grad, Gradients, RowGrad};
+pub use optim::{Adam, Optimizer, Sgd};
 pub use param::{Param, ParamId, ParamVisitor, ParamVisitorMut, Parameterized};
 pub use parallel::{init_thread_pool, num_threads};
 pub use tape::{Tape, Var};
