@@ -55,7 +55,10 @@ struct Mlp {
 
 impl Mlp {
     fn new(sizes: &[usize], rng: &mut impl Rng) -> Self {
-        let layers = sizes.windows(2).map(|w| Dense::new(w[0], w[1], rng)).collect();
+        let layers = sizes
+            .windows(2)
+            .map(|w| Dense::new(w[0], w[1], rng))
+            .collect();
         Mlp { layers }
     }
 
@@ -91,12 +94,17 @@ fn target(x1: f32, x2: f32) -> f32 {
 
 fn dataset(n: usize, rng: &mut impl Rng) -> (Array2<f32>, Array2<f32>) {
     let x = Array2::from_shape_simple_fn((n, 2), || rng.random_range(-1.5f32..1.5));
-    let y = x.map_axis(Axis(1), |r| target(r[0], r[1])).insert_axis(Axis(1));
+    let y = x
+        .map_axis(Axis(1), |r| target(r[0], r[1]))
+        .insert_axis(Axis(1));
     (x, y)
 }
 
 fn mse(pred: &Tensor, y: &Array2<f32>) -> f32 {
-    let p = pred.view().into_dimensionality::<Ix2>().expect("2-D predictions");
+    let p = pred
+        .view()
+        .into_dimensionality::<Ix2>()
+        .expect("2-D predictions");
     (&p - y).mapv(|e| e * e).mean().unwrap_or(f32::NAN)
 }
 
@@ -155,7 +163,8 @@ fn main() -> Result<()> {
         }
     }
     let final_test = mse(&model.predict(&x_test), &y_test);
-    if !(final_test < 0.1 * first_test) {
+    let converged = final_test < 0.1 * first_test; // false for NaN too
+    if !converged {
         bail!("training did not converge: test MSE {first_test:.4} → {final_test:.4}");
     }
 

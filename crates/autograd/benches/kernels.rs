@@ -14,7 +14,9 @@ use ndarray::{Array2, Ix2, linalg::general_mat_mul};
 use std::hint::black_box;
 
 fn mat(r: usize, c: usize, seed: u64) -> Array2<f32> {
-    randn(&[r, c], seed).into_dimensionality::<Ix2>().expect("2-D")
+    randn(&[r, c], seed)
+        .into_dimensionality::<Ix2>()
+        .expect("2-D")
 }
 
 /// Dense products of the MMoE and the transformer at batch 256: our `gemm`-crate kernel against
@@ -85,7 +87,11 @@ fn fused(c: &mut Criterion) {
             let tape = Tape::new();
             let s = tape.leaf(scores.clone());
             let y = s.softmax(2);
-            black_box(tape.backward_with_seed(y, scores.clone()).wrt(s).map(|t| t.len()))
+            black_box(
+                tape.backward_with_seed(y, scores.clone())
+                    .wrt(s)
+                    .map(|t| t.len()),
+            )
         })
     });
     let tokens: Tensor = randn(&[25600, 64], 5);
@@ -107,7 +113,11 @@ fn fused(c: &mut Criterion) {
             let x = tape.leaf(tokens.clone());
             let (ga, be) = (tape.leaf(gamma.clone()), tape.leaf(beta.clone()));
             let y = x.layer_norm(ga, be, 1e-5);
-            black_box(tape.backward_with_seed(y, tokens.clone()).wrt(x).map(|t| t.len()))
+            black_box(
+                tape.backward_with_seed(y, tokens.clone())
+                    .wrt(x)
+                    .map(|t| t.len()),
+            )
         })
     });
     g.finish();

@@ -46,7 +46,10 @@ pub fn randn(shape: &[usize], seed: u64) -> Tensor {
 }
 
 fn project(out: &Tensor, r: &Tensor) -> f64 {
-    out.iter().zip(r.iter()).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum()
+    out.iter()
+        .zip(r.iter())
+        .map(|(&a, &b)| f64::from(a) * f64::from(b))
+        .sum()
 }
 
 impl GradCheck {
@@ -70,18 +73,32 @@ impl GradCheck {
             project(&f(&tape, &vars).value(), &r)
         };
         for (i, x) in inputs.iter().enumerate() {
-            let g = grads.wrt(vars[i]).unwrap_or_else(|| Tensor::zeros(x.raw_dim()));
+            let g = grads
+                .wrt(vars[i])
+                .unwrap_or_else(|| Tensor::zeros(x.raw_dim()));
             for k in 0..self.directions {
-                let d = randn(x.shape(), self.seed ^ ((1 + i as u64) * 7919) ^ ((k as u64) << 32));
-                let analytic: f64 = g.iter().zip(d.iter()).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
-                let scale: f64 = g.iter().zip(d.iter()).map(|(&a, &b)| (f64::from(a) * f64::from(b)).abs()).sum();
+                let d = randn(
+                    x.shape(),
+                    self.seed ^ ((1 + i as u64) * 7919) ^ ((k as u64) << 32),
+                );
+                let analytic: f64 = g
+                    .iter()
+                    .zip(d.iter())
+                    .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                    .sum();
+                let scale: f64 = g
+                    .iter()
+                    .zip(d.iter())
+                    .map(|(&a, &b)| (f64::from(a) * f64::from(b)).abs())
+                    .sum();
                 let mut plus = inputs.to_vec();
                 let mut minus = inputs.to_vec();
                 plus[i] = x + &(&d * self.eps);
                 minus[i] = x - &(&d * self.eps);
                 let numeric = (eval(&plus) - eval(&minus)) / (2.0 * f64::from(self.eps));
                 let err = (numeric - analytic).abs();
-                let tol = self.atol + self.rtol * numeric.abs().max(analytic.abs()).max(0.05 * scale);
+                let tol =
+                    self.atol + self.rtol * numeric.abs().max(analytic.abs()).max(0.05 * scale);
                 let within = err <= tol; // false for NaN too
                 if !within {
                     return Err(format!(
@@ -131,7 +148,10 @@ mod tests {
             let val = v[0].value();
             let out = &*val * &*val;
             let x = v[0];
-            tape.record(&[x], out, || Wrong { x: x.id, v: val.clone() })
+            tape.record(&[x], out, || Wrong {
+                x: x.id,
+                v: val.clone(),
+            })
         });
         assert!(res.is_err(), "a wrong backward must be caught");
     }

@@ -222,7 +222,11 @@ impl Gradients {
 
     /// The L2 norm of all parameter gradients together.
     pub fn global_norm(&self) -> f32 {
-        self.params.values().map(Grad::sum_squares).sum::<f64>().sqrt() as f32
+        self.params
+            .values()
+            .map(Grad::sum_squares)
+            .sum::<f64>()
+            .sqrt() as f32
     }
 
     /// Scales all parameter gradients so their global L2 norm is at most `max_norm`; returns
@@ -232,7 +236,10 @@ impl Gradients {
     /// # Panics
     /// If `max_norm` is not positive.
     pub fn clip_global_norm(&mut self, max_norm: f32) -> f32 {
-        assert!(max_norm > 0.0, "clip_global_norm: max_norm must be > 0, got {max_norm}");
+        assert!(
+            max_norm > 0.0,
+            "clip_global_norm: max_norm must be > 0, got {max_norm}"
+        );
         let norm = self.global_norm();
         if norm.is_finite() && norm > max_norm {
             let s = max_norm / norm;

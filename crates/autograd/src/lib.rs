@@ -46,8 +46,8 @@ pub use checkpoint::Checkpoint;
 pub use error::{AutogradError, Result};
 pub use grads::{Grad, Gradients, RowGrad};
 pub use optim::{Adam, Optimizer, Sgd};
-pub use param::{Param, ParamId, ParamVisitor, ParamVisitorMut, Parameterized};
 pub use parallel::{init_thread_pool, num_threads};
+pub use param::{Param, ParamId, ParamVisitor, ParamVisitorMut, Parameterized};
 pub use tape::{Tape, Var};
 
 /// The tensor type of the engine: a dynamically shaped f32 array in standard layout.

@@ -13,7 +13,10 @@ use crate::error::{AutogradError, Result};
 /// # Errors
 /// [`AutogradError::ThreadPool`] if the pool was already started with a different size.
 pub fn init_thread_pool(threads: usize) -> Result<()> {
-    match rayon::ThreadPoolBuilder::new().num_threads(threads).build_global() {
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+    {
         Ok(()) => Ok(()),
         Err(e) => {
             let current = rayon::current_num_threads();

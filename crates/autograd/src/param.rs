@@ -119,7 +119,9 @@ pub struct ParamVisitor<'v, 'a> {
 
 impl fmt::Debug for ParamVisitor<'_, '_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ParamVisitor").field("prefix", &self.prefix).finish()
+        f.debug_struct("ParamVisitor")
+            .field("prefix", &self.prefix)
+            .finish()
     }
 }
 
@@ -155,7 +157,9 @@ pub struct ParamVisitorMut<'v> {
 
 impl fmt::Debug for ParamVisitorMut<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ParamVisitorMut").field("prefix", &self.prefix).finish()
+        f.debug_struct("ParamVisitorMut")
+            .field("prefix", &self.prefix)
+            .finish()
     }
 }
 

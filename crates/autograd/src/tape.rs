@@ -12,9 +12,9 @@
 //! leaves (inputs created with [`Tape::leaf`] and parameters entered with [`Tape::param`]), so
 //! the tape can be dropped before an optimizer mutates the parameters.
 
+use crate::Tensor;
 use crate::grads::{Grad, Gradients, RowGrad};
 use crate::param::{Param, ParamId};
-use crate::Tensor;
 use ndarray::{ArrayView2, ArrayViewD, IxDyn, Zip};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -177,7 +177,12 @@ impl Tape {
 
     /// Records the result of an op. The backward op is built (and the node marked as needing a
     /// gradient) only when at least one input needs a gradient.
-    pub(crate) fn record<'t, O, F>(&'t self, inputs: &[Var<'t>], value: Tensor, make_op: F) -> Var<'t>
+    pub(crate) fn record<'t, O, F>(
+        &'t self,
+        inputs: &[Var<'t>],
+        value: Tensor,
+        make_op: F,
+    ) -> Var<'t>
     where
         O: BackwardOp + 'static,
         F: FnOnce() -> O,
@@ -389,7 +394,9 @@ impl GradSink<'_> {
                     .make_dense();
                 for (&r, src) in rows.iter().zip(values.outer_iter()) {
                     let mut dst = dense.index_axis_mut(ndarray::Axis(0), r);
-                    Zip::from(&mut dst).and(&src.into_dyn()).for_each(|d, &s| *d += s);
+                    Zip::from(&mut dst)
+                        .and(&src.into_dyn())
+                        .for_each(|d, &s| *d += s);
                 }
             }
         }

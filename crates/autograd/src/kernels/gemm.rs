@@ -51,9 +51,7 @@ pub fn sgemm(
         return;
     }
     let parallelism = match threading {
-        Threading::Auto
-            if m * n * k >= PAR_MIN_FLOPS && rayon::current_num_threads() > 1 =>
-        {
+        Threading::Auto if m * n * k >= PAR_MIN_FLOPS && rayon::current_num_threads() > 1 => {
             gemm::Parallelism::Rayon(rayon::current_num_threads())
         }
         _ => gemm::Parallelism::None,
@@ -122,7 +120,10 @@ mod tests {
                 let mut c = Array2::zeros((m, n));
                 sgemm(c.view_mut(), av, bv, false, Threading::Auto);
                 for (x, y) in c.iter().zip(want.iter()) {
-                    assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{m}x{k}x{n}: {x} vs {y}");
+                    assert!(
+                        (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                        "{m}x{k}x{n}: {x} vs {y}"
+                    );
                 }
             }
         }
@@ -138,7 +139,13 @@ mod tests {
         assert!(c.iter().zip(want.iter()).all(|(x, y)| (x - y).abs() < 1e-5));
 
         let mut c = Array2::from_elem((4, 2), 7.0_f32);
-        sgemm(c.view_mut(), Array2::zeros((4, 0)).view(), Array2::zeros((0, 2)).view(), false, Threading::Auto);
+        sgemm(
+            c.view_mut(),
+            Array2::zeros((4, 0)).view(),
+            Array2::zeros((0, 2)).view(),
+            false,
+            Threading::Auto,
+        );
         assert!(c.iter().all(|&x| x == 0.0));
     }
 }

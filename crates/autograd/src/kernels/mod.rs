@@ -57,7 +57,13 @@ pub fn map2(
     b: &ArrayViewD<'_, f32>,
     f: impl Fn(f32, f32) -> f32 + Sync + Send,
 ) -> Tensor {
-    assert_eq!(a.shape(), b.shape(), "map2: shapes {:?} vs {:?}", a.shape(), b.shape());
+    assert_eq!(
+        a.shape(),
+        b.shape(),
+        "map2: shapes {:?} vs {:?}",
+        a.shape(),
+        b.shape()
+    );
     let z = Zip::from(a).and(b);
     if use_parallel(a.len()) {
         z.par_map_collect(|&x, &y| f(x, y))

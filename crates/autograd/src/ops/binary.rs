@@ -69,8 +69,14 @@ impl BackwardOp for BinaryBackward {
         if sink.wants(self.a) {
             let da = match self.kind {
                 Kind::Add | Kind::Sub => reduce_to(g.view(), a.shape()),
-                Kind::Mul => reduce_to(map2(&g.view(), &bview(b, out_shape), |g, y| g * y).view(), a.shape()),
-                Kind::Div => reduce_to(map2(&g.view(), &bview(b, out_shape), |g, y| g / y).view(), a.shape()),
+                Kind::Mul => reduce_to(
+                    map2(&g.view(), &bview(b, out_shape), |g, y| g * y).view(),
+                    a.shape(),
+                ),
+                Kind::Div => reduce_to(
+                    map2(&g.view(), &bview(b, out_shape), |g, y| g / y).view(),
+                    a.shape(),
+                ),
             };
             sink.add(self.a, da);
         }
@@ -78,10 +84,16 @@ impl BackwardOp for BinaryBackward {
             let db = match self.kind {
                 Kind::Add => reduce_to(g.view(), b.shape()),
                 Kind::Sub => reduce_to(g.view(), b.shape()).mapv_into(|x| -x),
-                Kind::Mul => reduce_to(map2(&g.view(), &bview(a, out_shape), |g, x| g * x).view(), b.shape()),
+                Kind::Mul => reduce_to(
+                    map2(&g.view(), &bview(a, out_shape), |g, x| g * x).view(),
+                    b.shape(),
+                ),
                 Kind::Div => {
                     let (av, bv) = (bview(a, out_shape), bview(b, out_shape));
-                    let t = Zip::from(g).and(&av).and(&bv).map_collect(|&g, &x, &y| -g * x / (y * y));
+                    let t = Zip::from(g)
+                        .and(&av)
+                        .and(&bv)
+                        .map_collect(|&g, &x, &y| -g * x / (y * y));
                     reduce_to(t.view(), b.shape())
                 }
             };
@@ -159,8 +171,8 @@ impl_operator!(Div, div);
 
 #[cfg(test)]
 mod tests {
-    use crate::gradcheck::{assert_gradients, randn};
     use crate::Tape;
+    use crate::gradcheck::{assert_gradients, randn};
     use ndarray::array;
 
     #[test]
@@ -168,10 +180,22 @@ mod tests {
         let tape = Tape::new();
         let a = tape.constant(array![[1.0_f32, 2.0], [3.0, 4.0]].into_dyn());
         let b = tape.constant(array![10.0_f32, 20.0].into_dyn());
-        assert_eq!(*(a + b).value(), array![[11.0_f32, 22.0], [13.0, 24.0]].into_dyn());
-        assert_eq!(*(a - b).value(), array![[-9.0_f32, -18.0], [-7.0, -16.0]].into_dyn());
-        assert_eq!(*(a * b).value(), array![[10.0_f32, 40.0], [30.0, 80.0]].into_dyn());
-        assert_eq!(*(b / a).value(), array![[10.0_f32, 10.0], [10.0 / 3.0, 5.0]].into_dyn());
+        assert_eq!(
+            *(a + b).value(),
+            array![[11.0_f32, 22.0], [13.0, 24.0]].into_dyn()
+        );
+        assert_eq!(
+            *(a - b).value(),
+            array![[-9.0_f32, -18.0], [-7.0, -16.0]].into_dyn()
+        );
+        assert_eq!(
+            *(a * b).value(),
+            array![[10.0_f32, 40.0], [30.0, 80.0]].into_dyn()
+        );
+        assert_eq!(
+            *(b / a).value(),
+            array![[10.0_f32, 10.0], [10.0 / 3.0, 5.0]].into_dyn()
+        );
     }
 
     #[test]

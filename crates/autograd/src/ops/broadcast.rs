@@ -12,8 +12,16 @@ pub(crate) fn broadcast_shape(a: &[usize], b: &[usize], op: &str) -> Vec<usize> 
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for i in 0..n {
-        let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
-        let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -77,6 +85,9 @@ mod tests {
         assert_eq!(r.shape(), &[3, 1]);
         // Row 0 of the [3, 4] slices: (0+1+2+3) + (12+13+14+15) = 60.
         assert_eq!(r[[0, 0]], 60.0);
-        assert_eq!(reduce_to(g.view(), &[]).into_iter().next(), Some((0..24).sum::<usize>() as f32));
+        assert_eq!(
+            reduce_to(g.view(), &[]).into_iter().next(),
+            Some((0..24).sum::<usize>() as f32)
+        );
     }
 }

@@ -5,9 +5,9 @@
 use crate::kernels::gemm::{Threading, sgemm};
 use crate::tape::{BackwardOp, GradSink};
 use crate::{Tensor, Var};
-use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, Ix2, Ix3};
 #[cfg(test)]
 use ndarray::Axis;
+use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, Ix2, Ix3};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -67,7 +67,13 @@ fn forward(a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> Tensor {
     match (a.ndim(), b.ndim()) {
         (2, 2) => {
             let mut c = Array2::<f32>::zeros((m, n));
-            sgemm(c.view_mut(), op2(view2(a), ta), op2(view2(b), tb), false, Threading::Auto);
+            sgemm(
+                c.view_mut(),
+                op2(view2(a), ta),
+                op2(view2(b), tb),
+                false,
+                Threading::Auto,
+            );
             c.into_dyn()
         }
         (3, 2) => {
@@ -75,8 +81,14 @@ fn forward(a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> Tensor {
             let mut c = Array3::<f32>::zeros((batch, m, n));
             if !ta && a.is_standard_layout() {
                 // One tall product: [batch·m, k] · [k, n].
-                let a2 = a.view().into_shape_with_order((batch * m, k)).expect("contiguous");
-                let c2 = c.view_mut().into_shape_with_order((batch * m, n)).expect("contiguous");
+                let a2 = a
+                    .view()
+                    .into_shape_with_order((batch * m, k))
+                    .expect("contiguous");
+                let c2 = c
+                    .view_mut()
+                    .into_shape_with_order((batch * m, n))
+                    .expect("contiguous");
                 sgemm(c2, a2, op2(view2(b), tb), false, Threading::Auto);
             } else {
                 let a3 = view3(a);
@@ -119,7 +131,11 @@ fn grad_a<'a>(
     opb: ArrayView2<'a, f32>,
     ta: bool,
 ) -> (ArrayView2<'a, f32>, ArrayView2<'a, f32>) {
-    if ta { (opb, dc.reversed_axes()) } else { (dc, opb.reversed_axes()) }
+    if ta {
+        (opb, dc.reversed_axes())
+    } else {
+        (dc, opb.reversed_axes())
+    }
 }
 
 fn grad_b<'a>(
@@ -127,7 +143,11 @@ fn grad_b<'a>(
     opa: ArrayView2<'a, f32>,
     tb: bool,
 ) -> (ArrayView2<'a, f32>, ArrayView2<'a, f32>) {
-    if tb { (dc.reversed_axes(), opa) } else { (opa.reversed_axes(), dc) }
+    if tb {
+        (dc.reversed_axes(), opa)
+    } else {
+        (opa.reversed_axes(), dc)
+    }
 }
 
 impl BackwardOp for MatmulBackward {
@@ -153,13 +173,22 @@ impl BackwardOp for MatmulBackward {
                 let batch = a.shape()[0];
                 let (m, k) = (a.shape()[1], a.shape()[2]);
                 let n = g.shape()[2];
-                let a2 = a.view().into_shape_with_order((batch * m, k)).expect("contiguous");
-                let dc = g.view().into_shape_with_order((batch * m, n)).expect("contiguous");
+                let a2 = a
+                    .view()
+                    .into_shape_with_order((batch * m, k))
+                    .expect("contiguous");
+                let dc = g
+                    .view()
+                    .into_shape_with_order((batch * m, n))
+                    .expect("contiguous");
                 let opb = op2(view2(b), tb);
                 if sink.wants(self.a) {
                     let (x, y) = grad_a(dc, opb, false);
                     let da = sink.dense_mut(self.a);
-                    let da2 = da.view_mut().into_shape_with_order((batch * m, k)).expect("contiguous");
+                    let da2 = da
+                        .view_mut()
+                        .into_shape_with_order((batch * m, k))
+                        .expect("contiguous");
                     sgemm(da2, x, y, true, Threading::Auto);
                 }
                 if sink.wants(self.b) {
@@ -259,7 +288,12 @@ impl<'t> Var<'t> {
     ///
     /// # Panics
     /// As [`Var::matmul`].
-    pub fn matmul_with(self, other: Var<'t>, transpose_self: bool, transpose_other: bool) -> Var<'t> {
+    pub fn matmul_with(
+        self,
+        other: Var<'t>,
+        transpose_self: bool,
+        transpose_other: bool,
+    ) -> Var<'t> {
         matmul_impl(self, other, transpose_self, transpose_other)
     }
 }
@@ -273,12 +307,18 @@ pub(crate) fn reference(a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> Tensor {
         (3, _) => {
             let items: Vec<Array2<f32>> = (0..a.shape()[0])
                 .map(|i| {
-                    let bi = if b.ndim() == 2 { view2(b) } else { view3(b).index_axis_move(Axis(0), i) };
+                    let bi = if b.ndim() == 2 {
+                        view2(b)
+                    } else {
+                        view3(b).index_axis_move(Axis(0), i)
+                    };
                     t(view3(a).index_axis_move(Axis(0), i), ta).dot(&t(bi, tb))
                 })
                 .collect();
             let views: Vec<_> = items.iter().map(|x| x.view()).collect();
-            ndarray::stack(Axis(0), &views).expect("same shapes").into_dyn()
+            ndarray::stack(Axis(0), &views)
+                .expect("same shapes")
+                .into_dyn()
         }
         _ => unreachable!(),
     }
@@ -287,11 +327,15 @@ pub(crate) fn reference(a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::reference;
-    use crate::gradcheck::{assert_gradients, randn};
     use crate::Tape;
+    use crate::gradcheck::{assert_gradients, randn};
 
     fn shape_of(rows: usize, cols: usize, t: bool) -> Vec<usize> {
-        if t { vec![cols, rows] } else { vec![rows, cols] }
+        if t {
+            vec![cols, rows]
+        } else {
+            vec![rows, cols]
+        }
     }
 
     #[test]
@@ -301,9 +345,16 @@ mod tests {
                 let a = randn(&shape_of(5, 7, ta), 1);
                 let b = randn(&shape_of(7, 3, tb), 2);
                 let tape = Tape::new();
-                let c = tape.constant(a.clone()).matmul_with(tape.constant(b.clone()), ta, tb);
+                let c = tape
+                    .constant(a.clone())
+                    .matmul_with(tape.constant(b.clone()), ta, tb);
                 let want = reference(&a, &b, ta, tb);
-                assert!(c.value().iter().zip(want.iter()).all(|(x, y)| (x - y).abs() < 1e-5));
+                assert!(
+                    c.value()
+                        .iter()
+                        .zip(want.iter())
+                        .all(|(x, y)| (x - y).abs() < 1e-5)
+                );
 
                 let mut sa = vec![4];
                 sa.extend(shape_of(5, 7, ta));
@@ -311,10 +362,17 @@ mod tests {
                 sb.extend(shape_of(7, 3, tb));
                 let (a3, b3) = (randn(&sa, 3), randn(&sb, 4));
                 for bb in [b3.clone(), b.clone()] {
-                    let c = tape.constant(a3.clone()).matmul_with(tape.constant(bb.clone()), ta, tb);
+                    let c =
+                        tape.constant(a3.clone())
+                            .matmul_with(tape.constant(bb.clone()), ta, tb);
                     let want = reference(&a3, &bb, ta, tb);
                     assert_eq!(c.shape(), want.shape());
-                    assert!(c.value().iter().zip(want.iter()).all(|(x, y)| (x - y).abs() < 1e-5));
+                    assert!(
+                        c.value()
+                            .iter()
+                            .zip(want.iter())
+                            .all(|(x, y)| (x - y).abs() < 1e-5)
+                    );
                 }
             }
         }
@@ -332,7 +390,9 @@ mod tests {
                 let mut sb = vec![3];
                 sb.extend(shape_of(6, 3, tb));
                 let (a3, b3) = (randn(&sa, 7), randn(&sb, 8));
-                assert_gradients(&[a3.clone(), b3], move |_, v| v[0].matmul_with(v[1], ta, tb));
+                assert_gradients(&[a3.clone(), b3], move |_, v| {
+                    v[0].matmul_with(v[1], ta, tb)
+                });
                 let b2 = randn(&shape_of(6, 3, tb), 9);
                 assert_gradients(&[a3, b2], move |_, v| v[0].matmul_with(v[1], ta, tb));
             }
@@ -341,14 +401,20 @@ mod tests {
 
     #[test]
     fn batch_size_one_and_vectors() {
-        assert_gradients(&[randn(&[1, 5], 1), randn(&[5, 1], 2)], |_, v| v[0].matmul(v[1]));
-        assert_gradients(&[randn(&[1, 1, 5], 1), randn(&[1, 2, 5], 2)], |_, v| v[0].matmul_t(v[1]));
+        assert_gradients(&[randn(&[1, 5], 1), randn(&[5, 1], 2)], |_, v| {
+            v[0].matmul(v[1])
+        });
+        assert_gradients(&[randn(&[1, 1, 5], 1), randn(&[1, 2, 5], 2)], |_, v| {
+            v[0].matmul_t(v[1])
+        });
     }
 
     #[test]
     #[should_panic(expected = "matmul: cannot multiply shapes [2, 3] and [4, 5]")]
     fn mismatch_panics_with_both_shapes() {
         let tape = Tape::new();
-        let _ = tape.constant(randn(&[2, 3], 1)).matmul(tape.constant(randn(&[4, 5], 1)));
+        let _ = tape
+            .constant(randn(&[2, 3], 1))
+            .matmul(tape.constant(randn(&[4, 5], 1)));
     }
 }

@@ -14,8 +14,10 @@ pub enum DataCommand {
 
 /// Convert MovieLens `ratings.csv` (and optionally `tags.csv`).
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  closeup data movielens --ratings ml-latest-small/ratings.csv \
---tags ml-latest-small/tags.csv --out movielens.jsonl")]
+#[command(
+    after_help = "Example:\n  closeup data movielens --ratings ml-latest-small/ratings.csv \
+--tags ml-latest-small/tags.csv --out movielens.jsonl"
+)]
 pub struct MovieLensArgs {
     /// `ratings.csv` (userId,movieId,rating,timestamp).
     #[arg(long)]
@@ -47,8 +49,11 @@ pub fn run(cmd: DataCommand) -> Result<()> {
                 seed: a.seed,
             };
             let stats = convert_movielens(&a.ratings, a.tags.as_deref(), &a.out, &opts)?;
-            let positives: Vec<String> =
-                stats.positives.iter().map(|(t, n)| format!("{t} {n}")).collect();
+            let positives: Vec<String> = stats
+                .positives
+                .iter()
+                .map(|(t, n)| format!("{t} {n}"))
+                .collect();
             eprintln!(
                 "{} users, {} movies, {} ratings, {} tags → {} impressions ({} sampled negatives), \
                  mean history {:.1}; positives: {}",

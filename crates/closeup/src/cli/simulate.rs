@@ -85,7 +85,12 @@ pub fn run(args: SimulateArgs) -> Result<()> {
             }
             let world = simulate_engagement(&config, args.seed);
             let records: Vec<&EngagementRecord> = match args.split {
-                Split::All => world.train.iter().chain(&world.valid).chain(&world.test).collect(),
+                Split::All => world
+                    .train
+                    .iter()
+                    .chain(&world.valid)
+                    .chain(&world.test)
+                    .collect(),
                 Split::Train => world.train.iter().collect(),
                 Split::Valid => world.valid.iter().collect(),
                 Split::Test => world.test.iter().collect(),
@@ -97,7 +102,10 @@ pub fn run(args: SimulateArgs) -> Result<()> {
                 .zip(ceiling)
                 .map(|(t, a)| format!("{t} {}", a.map_or("n/a".into(), |a| format!("{a:.3}"))))
                 .collect();
-            eprintln!("Bayes-ceiling AUC on the test split: {}", summary.join(", "));
+            eprintln!(
+                "Bayes-ceiling AUC on the test split: {}",
+                summary.join(", ")
+            );
             write_engagement_log(&args.out, records)?
         }
         Kind::Blender => {
