@@ -1,11 +1,19 @@
 //! # closeup-models
 //!
-//! (crate docs to be completed by the models work: place in the layering — above
-//! closeup-layers, below the pipeline — and a runnable example.)
+//! (crate docs to be completed)
 #![deny(missing_docs)]
 
+mod config;
+pub mod encoder;
+mod error;
 mod input;
 
+pub use config::{
+    Architecture, MmoeConfig, ModelConfig, ModelShape, Readout, SequenceConfig,
+    SharedBottomConfig, TimeWindowMask,
+};
+pub use encoder::{EncodedSequence, SequenceEncoder, TransformerBlock};
+pub use error::{ModelError, Result};
 pub use input::{ModelBatch, ModelOutput};
 
 use closeup_autograd::{Parameterized, Tape};
