@@ -7,6 +7,7 @@ mod config;
 pub mod encoder;
 mod error;
 mod input;
+pub mod mmoe;
 
 pub use config::{
     Architecture, MmoeConfig, ModelConfig, ModelShape, Readout, SequenceConfig,
@@ -15,6 +16,7 @@ pub use config::{
 pub use encoder::{EncodedSequence, SequenceEncoder, TransformerBlock};
 pub use error::{ModelError, Result};
 pub use input::{ModelBatch, ModelOutput};
+pub use mmoe::{HeadOutput, Mmoe};
 
 use closeup_autograd::{Parameterized, Tape};
 use closeup_layers::ForwardCtx;
