@@ -292,7 +292,10 @@ fn check_sizes(field: &str, sizes: &[usize], allow_empty: bool) -> Result<()> {
         return Err(invalid(field, "must list at least one hidden size"));
     }
     if sizes.contains(&0) {
-        return Err(invalid(field, format!("hidden sizes must be > 0, got {sizes:?}")));
+        return Err(invalid(
+            field,
+            format!("hidden sizes must be > 0, got {sizes:?}"),
+        ));
     }
     Ok(())
 }
@@ -336,19 +339,31 @@ impl ModelConfig {
         if s.d_model % s.heads != 0 {
             return Err(invalid(
                 "sequence.heads",
-                format!("d_model {} is not divisible by {} heads", s.d_model, s.heads),
+                format!(
+                    "d_model {} is not divisible by {} heads",
+                    s.d_model, s.heads
+                ),
             ));
         }
         check_dropout("sequence.dropout", s.dropout)?;
         if s.readouts.is_empty() {
-            return Err(invalid("sequence.readouts", "must list at least one read-out"));
+            return Err(invalid(
+                "sequence.readouts",
+                "must list at least one read-out",
+            ));
         }
         let mut seen = HashSet::new();
         if let Some(dup) = s.readouts.iter().find(|r| !seen.insert(**r)) {
-            return Err(invalid("sequence.readouts", format!("{dup:?} is listed twice")));
+            return Err(invalid(
+                "sequence.readouts",
+                format!("{dup:?} is listed twice"),
+            ));
         }
         if s.readouts.contains(&Readout::FirstK) && s.first_k == 0 {
-            return Err(invalid("sequence.first_k", "must be > 0 with the first_k read-out"));
+            return Err(invalid(
+                "sequence.first_k",
+                "must be > 0 with the first_k read-out",
+            ));
         }
         let tw = &s.time_window_mask;
         if !(0.0..=1.0).contains(&tw.probability) {
@@ -358,7 +373,10 @@ impl ModelConfig {
             ));
         }
         if tw.max_window == 0 {
-            return Err(invalid("sequence.time_window_mask.max_window", "must be > 0"));
+            return Err(invalid(
+                "sequence.time_window_mask.max_window",
+                "must be > 0",
+            ));
         }
         let m = &self.mmoe;
         if m.num_experts == 0 {
@@ -383,7 +401,9 @@ impl ModelConfig {
         }
         let mut seen = HashSet::new();
         if let Some(dup) = shape.tasks.iter().find(|t| !seen.insert(t.as_str())) {
-            return Err(ModelError::InvalidShape(format!("task {dup:?} is listed twice")));
+            return Err(ModelError::InvalidShape(format!(
+                "task {dup:?} is listed twice"
+            )));
         }
         if shape.has_history {
             if shape.num_actions < 2 {
@@ -452,7 +472,10 @@ mod tests {
         assert!(err("[sequence]\nreadouts = [\"mean\", \"mean\"]\n").contains("listed twice"));
         assert!(err("[mmoe]\nnum_expert = 3\n").contains("num_expert"));
         assert!(err("architecture = \"moe\"\n").contains("moe"));
-        assert_eq!("single_task".parse::<Architecture>().unwrap(), Architecture::SingleTask);
+        assert_eq!(
+            "single_task".parse::<Architecture>().unwrap(),
+            Architecture::SingleTask
+        );
         assert!("x".parse::<Architecture>().is_err());
     }
 
@@ -460,11 +483,19 @@ mod tests {
     fn shape_checks() {
         let cfg = ModelConfig::default();
         let mut shape = ModelShape::dense_only(&["a", "b"], 0);
-        assert!(matches!(cfg.validate_for(&shape), Err(ModelError::InvalidShape(_))));
+        assert!(matches!(
+            cfg.validate_for(&shape),
+            Err(ModelError::InvalidShape(_))
+        ));
         shape.num_features = 3;
         cfg.validate_for(&shape).unwrap();
         shape.tasks.push("a".into());
-        assert!(cfg.validate_for(&shape).unwrap_err().to_string().contains("twice"));
+        assert!(
+            cfg.validate_for(&shape)
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
         let mut seq = ModelShape {
             tasks: vec!["t".into()],
             num_actions: 5,

@@ -3,20 +3,29 @@
 //! (crate docs to be completed)
 #![deny(missing_docs)]
 
+pub mod baselines;
 mod config;
 pub mod encoder;
 mod error;
+mod gates;
 mod input;
 pub mod mmoe;
+mod model;
 
+pub use baselines::{SharedBottom, SingleTask};
 pub use config::{
-    Architecture, MmoeConfig, ModelConfig, ModelShape, Readout, SequenceConfig,
-    SharedBottomConfig, TimeWindowMask,
+    Architecture, MmoeConfig, ModelConfig, ModelShape, Readout, SequenceConfig, SharedBottomConfig,
+    TimeWindowMask,
 };
 pub use encoder::{EncodedSequence, SequenceEncoder, TransformerBlock};
 pub use error::{ModelError, Result};
+pub use gates::{GateUtilization, mean_gate_weights};
 pub use input::{ModelBatch, ModelOutput};
 pub use mmoe::{HeadOutput, Mmoe};
+pub use model::{
+    CloseupModel, EncodedUser, METADATA_CONFIG, METADATA_FORMAT, METADATA_KIND, METADATA_SHAPE,
+    MODEL_KIND, UserHistory,
+};
 
 use closeup_autograd::{Parameterized, Tape};
 use closeup_layers::ForwardCtx;

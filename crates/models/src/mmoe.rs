@@ -158,7 +158,11 @@ impl Mmoe {
         let h1 = first[0].outputs();
         let stack = |f: &dyn Fn(&Linear) -> Var<'t>| {
             let parts: Vec<Var<'t>> = first.iter().map(|l| f(l)).collect();
-            if parts.len() == 1 { parts[0] } else { Var::concat(&parts, 0) }
+            if parts.len() == 1 {
+                parts[0]
+            } else {
+                Var::concat(&parts, 0)
+            }
         };
         let w = stack(&|l| tape.param(l.weight()));
         let b = stack(&|l| tape.param(l.bias().expect("expert layers have biases")));
@@ -176,7 +180,11 @@ impl Mmoe {
                 h.unsqueeze(1)
             })
             .collect();
-        if outs.len() == 1 { outs[0] } else { Var::concat(&outs, 1) }
+        if outs.len() == 1 {
+            outs[0]
+        } else {
+            Var::concat(&outs, 1)
+        }
     }
 
     /// The gate of one gate index, `[B, E]`, with gate dropout in training.
@@ -187,9 +195,8 @@ impl Mmoe {
         }
         let (batch, e) = (x.shape()[0], self.num_experts());
         let rng = ctx.rng();
-        let mut keep = Array2::from_shape_simple_fn((batch, e), || {
-            rng.random::<f32>() >= self.gate_dropout
-        });
+        let mut keep =
+            Array2::from_shape_simple_fn((batch, e), || rng.random::<f32>() >= self.gate_dropout);
         for mut row in keep.rows_mut() {
             if !row.iter().any(|&k| k) {
                 row.fill(true);
@@ -215,12 +222,18 @@ impl Mmoe {
         let batch = shape[0];
         let experts = self.expert_outputs(x, ctx); // [B, E, H]
         let h = experts.shape()[2];
-        let gates: Vec<Var<'t>> = (0..self.gates.len()).map(|g| self.gate(g, x, ctx)).collect();
+        let gates: Vec<Var<'t>> = (0..self.gates.len())
+            .map(|g| self.gate(g, x, ctx))
+            .collect();
         let mixed: Vec<Var<'t>> = (0..self.num_tasks)
             .map(|t| {
                 let g = gates[t.min(gates.len() - 1)];
                 let m = g.unsqueeze(1).matmul(experts).reshape(&[batch, h]);
-                if self.residual { Var::concat(&[m, x], 1) } else { m }
+                if self.residual {
+                    Var::concat(&[m, x], 1)
+                } else {
+                    m
+                }
             })
             .collect();
         let logits = run_towers(&self.towers, mixed, ctx);

@@ -113,11 +113,19 @@ fn every_parameter_gets_a_gradient() {
     let m = Mmoe::new(5, 3, &tiny_cfg(), false, &mut rng(5));
     let tape = Tape::new();
     let mut r = rng(1);
-    let out = m.forward(tape.constant(randn(&[8, 5], 1)), &mut ForwardCtx::train(&mut r));
+    let out = m.forward(
+        tape.constant(randn(&[8, 5], 1)),
+        &mut ForwardCtx::train(&mut r),
+    );
     let grads = tape.backward(out.logits.sum());
     for (name, p) in m.named_params() {
-        let g = grads.param(p).unwrap_or_else(|| panic!("no gradient for {name}"));
-        assert!(g.to_dense().iter().any(|&v| v != 0.0), "zero gradient for {name}");
+        let g = grads
+            .param(p)
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        assert!(
+            g.to_dense().iter().any(|&v| v != 0.0),
+            "zero gradient for {name}"
+        );
     }
 }
 
@@ -130,7 +138,11 @@ fn dropout_is_the_identity_in_eval_only() {
     let run = |train: bool, seed: u64| {
         let tape = Tape::no_grad();
         let mut r = rng(seed);
-        let mut ctx = if train { ForwardCtx::train(&mut r) } else { ForwardCtx::eval(&mut r) };
+        let mut ctx = if train {
+            ForwardCtx::train(&mut r)
+        } else {
+            ForwardCtx::eval(&mut r)
+        };
         let out = m.forward(tape.constant(x.clone()), &mut ctx);
         ((*out.logits.value()).clone(), out.gate_weights.unwrap())
     };

@@ -101,7 +101,10 @@ mod tests {
         assert!(names.contains(&"ffn.layers.1.bias".to_string()));
         // 2 LNs + 4 projections + FFN.
         let d = 8;
-        assert_eq!(block.num_params(), 4 * d + 4 * (d * d + d) + (d * 16 + 16) + (16 * d + d));
+        assert_eq!(
+            block.num_params(),
+            4 * d + 4 * (d * d + d) + (d * 16 + 16) + (16 * d + d)
+        );
         let mask = ndarray::array![[true, true, false], [false, false, false]].into_dyn();
         let (b, m) = (block.clone(), mask.clone());
         assert_gradients(&[randn(&[2, 3, 8], 1)], move |_, v| {
@@ -116,7 +119,10 @@ mod tests {
         let mut ctx = ForwardCtx::eval(&mut rng);
         let y1 = block.forward(tape.constant(x1), &mask, &mut ctx).value();
         let y2 = block.forward(tape.constant(x2), &mask, &mut ctx).value();
-        let (a, b) = (y1.slice(ndarray::s![0, ..2, ..]), y2.slice(ndarray::s![0, ..2, ..]));
+        let (a, b) = (
+            y1.slice(ndarray::s![0, ..2, ..]),
+            y2.slice(ndarray::s![0, ..2, ..]),
+        );
         assert!(a.iter().zip(b.iter()).all(|(x, y)| (x - y).abs() < 1e-5));
         assert!(y1.iter().all(|v| v.is_finite()));
     }

@@ -19,7 +19,9 @@ pub use block::TransformerBlock;
 
 use crate::config::{Readout, SequenceConfig, TimeWindowMask};
 use closeup_autograd::{ParamVisitor, ParamVisitorMut, Parameterized, Tape, Tensor, Var};
-use closeup_layers::{Embedding, ForwardCtx, HashEmbedding, LayerNorm, Linear, PositionalEmbedding};
+use closeup_layers::{
+    Embedding, ForwardCtx, HashEmbedding, LayerNorm, Linear, PositionalEmbedding,
+};
 use ndarray::{Array2, ArrayView2, IxDyn, s};
 use rand::Rng;
 

@@ -133,12 +133,21 @@ mod tests {
         // B = 1, L = 3 (last token padding), D = 2.
         let h = tape.constant(array![[[1.0_f32, -2.0], [3.0, 0.0], [100.0, 100.0]]].into_dyn());
         let mask = array![[true, true, false]];
-        let get = |r, k| readout(r, h, &mask, None, k).value().iter().copied().collect::<Vec<_>>();
+        let get = |r, k| {
+            readout(r, h, &mask, None, k)
+                .value()
+                .iter()
+                .copied()
+                .collect::<Vec<_>>()
+        };
         assert_eq!(get(Readout::MaxPool, 1), [3.0, 0.0]);
         assert_eq!(get(Readout::Mean, 1), [2.0, -1.0]);
         assert_eq!(get(Readout::FirstK, 2), [1.0, -2.0, 3.0, 0.0]);
         // K larger than L: padding and missing tokens are zeros.
-        assert_eq!(get(Readout::FirstK, 4), [1.0, -2.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(
+            get(Readout::FirstK, 4),
+            [1.0, -2.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+        );
     }
 
     #[test]
@@ -185,6 +194,11 @@ mod tests {
         let tiled = tape.constant(h.broadcast(IxDyn(&[5, 3, 4])).unwrap().to_owned());
         let m = Array2::from_shape_fn((5, 3), |(_, j)| mask[j]);
         let want = readout(Readout::TargetAttention, tiled, &m, Some(q), 1).value();
-        assert!(shared.iter().zip(want.iter()).all(|(a, b)| (a - b).abs() < 1e-6));
+        assert!(
+            shared
+                .iter()
+                .zip(want.iter())
+                .all(|(a, b)| (a - b).abs() < 1e-6)
+        );
     }
 }

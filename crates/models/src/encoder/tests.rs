@@ -37,7 +37,11 @@ fn history() -> (Array2<u64>, Array2<usize>, Array2<bool>) {
     (
         array![[11, 12, 13, 0], [21, 22, 0, 0], [0, 0, 0, 0]],
         array![[2, 3, 4, 0], [5, 2, 0, 0], [0, 0, 0, 0]],
-        array![[true, true, true, false], [true, true, false, false], [false; 4]],
+        array![
+            [true, true, true, false],
+            [true, true, false, false],
+            [false; 4]
+        ],
     )
 }
 
@@ -51,7 +55,15 @@ fn encode_eval(
     let c = pins.forward(&tape, &cand.mapv(|v| v as u64));
     let mut r = rng(0);
     let mut ctx = ForwardCtx::eval(&mut r);
-    let e = enc.encode(&tape, pins, h.0.view(), h.1.view(), h.2.view(), Some(c), &mut ctx);
+    let e = enc.encode(
+        &tape,
+        pins,
+        h.0.view(),
+        h.1.view(),
+        h.2.view(),
+        Some(c),
+        &mut ctx,
+    );
     (*enc.read_out(&e, Some(c)).value()).clone()
 }
 
@@ -60,11 +72,20 @@ fn shapes_names_and_widths() {
     for fusion in [false, true] {
         let (enc, pins) = tiny(fusion, ALL.to_vec());
         assert_eq!(enc.readout_width(), 2 * 8 + 3 * 8);
-        let out = encode_eval(&enc, &pins, &history(), &array![5.0_f32, 6.0, 7.0].into_dyn());
+        let out = encode_eval(
+            &enc,
+            &pins,
+            &history(),
+            &array![5.0_f32, 6.0, 7.0].into_dyn(),
+        );
         assert_eq!(out.shape(), [3, 40]);
         assert!(out.iter().all(|v| v.is_finite()));
         // The empty history (row 2) reads out zeros everywhere.
-        assert!(out.index_axis(ndarray::Axis(0), 2).iter().all(|&v| v == 0.0));
+        assert!(
+            out.index_axis(ndarray::Axis(0), 2)
+                .iter()
+                .all(|&v| v == 0.0)
+        );
         let names: Vec<_> = enc.named_params().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names[0], "action_embedding.table");
         assert!(names.contains(&"layers.1.attn.q.weight".to_string()));
@@ -86,15 +107,23 @@ fn padding_ids_change_nothing() {
                 *a = 5;
             }
         }
-        assert_eq!(encode_eval(&enc, &pins, &h, &cand), encode_eval(&enc, &pins, &h2, &cand));
+        assert_eq!(
+            encode_eval(&enc, &pins, &h, &cand),
+            encode_eval(&enc, &pins, &h2, &cand)
+        );
         // Extra trailing padding changes nothing either.
-        let wide = |x: &Array2<bool>| ndarray::concatenate![ndarray::Axis(1), *x, Array2::from_elem((3, 1), false)];
+        let wide = |x: &Array2<bool>| {
+            ndarray::concatenate![ndarray::Axis(1), *x, Array2::from_elem((3, 1), false)]
+        };
         let h3 = (
             ndarray::concatenate![ndarray::Axis(1), h.0, Array2::from_elem((3, 1), 4u64)],
             ndarray::concatenate![ndarray::Axis(1), h.1, Array2::from_elem((3, 1), 3usize)],
             wide(&h.2),
         );
-        let (a, b) = (encode_eval(&enc, &pins, &h, &cand), encode_eval(&enc, &pins, &h3, &cand));
+        let (a, b) = (
+            encode_eval(&enc, &pins, &h, &cand),
+            encode_eval(&enc, &pins, &h3, &cand),
+        );
         assert!(a.iter().zip(b.iter()).all(|(x, y)| (x - y).abs() < 1e-5));
     }
 }
@@ -129,7 +158,10 @@ fn long_histories_keep_the_most_recent_tokens() {
         long.1.slice(s![.., ..5]).to_owned(),
         long.2.slice(s![.., ..5]).to_owned(),
     );
-    assert_eq!(encode_eval(&enc, &pins, &long, &cand), encode_eval(&enc, &pins, &short, &cand));
+    assert_eq!(
+        encode_eval(&enc, &pins, &long, &cand),
+        encode_eval(&enc, &pins, &short, &cand)
+    );
 }
 
 #[test]
@@ -153,12 +185,25 @@ fn every_parameter_gets_a_gradient() {
     let tape = Tape::new();
     let c = pins.forward(&tape, &array![3u64, 4, 5].into_dyn());
     let mut r = rng(0);
-    let e = enc.encode(&tape, &pins, p.view(), a.view(), m.view(), Some(c), &mut ForwardCtx::train(&mut r));
+    let e = enc.encode(
+        &tape,
+        &pins,
+        p.view(),
+        a.view(),
+        m.view(),
+        Some(c),
+        &mut ForwardCtx::train(&mut r),
+    );
     let y = enc.read_out(&e, Some(c));
     let grads = tape.backward((y * tape.constant(randn(&y.shape(), 9))).sum());
     for (name, param) in enc.named_params() {
-        let g = grads.param(param).unwrap_or_else(|| panic!("no gradient for {name}"));
-        assert!(g.to_dense().iter().any(|&v| v != 0.0), "zero gradient for {name}");
+        let g = grads
+            .param(param)
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        assert!(
+            g.to_dense().iter().any(|&v| v != 0.0),
+            "zero gradient for {name}"
+        );
     }
 }
 
@@ -169,7 +214,11 @@ fn dropout_and_time_window_only_in_training() {
     let run = |enc: &SequenceEncoder, train: bool, seed: u64| {
         let tape = Tape::no_grad();
         let mut r = rng(seed);
-        let mut ctx = if train { ForwardCtx::train(&mut r) } else { ForwardCtx::eval(&mut r) };
+        let mut ctx = if train {
+            ForwardCtx::train(&mut r)
+        } else {
+            ForwardCtx::eval(&mut r)
+        };
         let e = enc.encode(&tape, &pins, p.view(), a.view(), m.view(), None, &mut ctx);
         ((*enc.read_out(&e, None).value()).clone(), e.mask)
     };
@@ -177,12 +226,18 @@ fn dropout_and_time_window_only_in_training() {
     assert_ne!(run(&enc, true, 1).0, run(&enc, true, 2).0);
     assert_eq!(run(&enc, true, 1).0, run(&enc, true, 1).0);
     // A certain window covering the whole history empties every row in training only.
-    enc.time_window = TimeWindowMask { probability: 1.0, max_window: 1 };
+    enc.time_window = TimeWindowMask {
+        probability: 1.0,
+        max_window: 1,
+    };
     let (_, mask) = run(&enc, true, 3);
     assert_eq!(mask.column(0).iter().filter(|&&v| v).count(), 0);
     assert_eq!(mask.slice(s![.., 1..]), m.slice(s![.., 1..]));
     assert_eq!(run(&enc, false, 3).1, m);
-    enc.time_window = TimeWindowMask { probability: 1.0, max_window: 50 };
+    enc.time_window = TimeWindowMask {
+        probability: 1.0,
+        max_window: 50,
+    };
     let (out, mask) = run(&enc, true, 3);
     assert!(!mask.iter().any(|&v| v) && out.iter().all(|&v| v == 0.0));
 }
