@@ -25,6 +25,28 @@ use closeup_layers::{
 use ndarray::{Array2, ArrayView2, IxDyn, s};
 use rand::Rng;
 
+/// A borrowed batch of histories, each `[B, L]`, most recent action first.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryView<'a> {
+    /// Pin ids.
+    pub pins: ArrayView2<'a, u64>,
+    /// Action ids (0 = padding, 1 = unknown).
+    pub actions: ArrayView2<'a, usize>,
+    /// True for a real token.
+    pub mask: ArrayView2<'a, bool>,
+}
+
+impl<'a> HistoryView<'a> {
+    /// The history arrays of a batch.
+    pub fn of(batch: &'a crate::ModelBatch) -> Self {
+        HistoryView {
+            pins: batch.hist_pins.view(),
+            actions: batch.hist_actions.view(),
+            mask: batch.hist_mask.view(),
+        }
+    }
+}
+
 /// A history after the encoder.
 #[derive(Debug, Clone)]
 pub struct EncodedSequence<'t> {
@@ -114,8 +136,7 @@ impl SequenceEncoder {
     /// are truncated to their first (most recent) `seq_len` tokens.
     ///
     /// # Shapes
-    /// `hist_pins`, `hist_actions`, `hist_mask: [B, L]`, `candidate: [B, d]` → hidden
-    /// `[B, min(L, seq_len), d]`.
+    /// `history: [B, L]`, `candidate: [B, d]` → hidden `[B, min(L, seq_len), d]`.
     ///
     /// # Panics
     /// If the shapes disagree, an action id at a real position is `≥ num_actions`, or early
@@ -124,12 +145,15 @@ impl SequenceEncoder {
         &self,
         tape: &'t Tape,
         pins: &HashEmbedding,
-        hist_pins: ArrayView2<'_, u64>,
-        hist_actions: ArrayView2<'_, usize>,
-        hist_mask: ArrayView2<'_, bool>,
+        history: HistoryView<'_>,
         candidate: Option<Var<'t>>,
         ctx: &mut ForwardCtx<'_>,
     ) -> EncodedSequence<'t> {
+        let HistoryView {
+            pins: hist_pins,
+            actions: hist_actions,
+            mask: hist_mask,
+        } = history;
         assert!(
             hist_pins.shape() == hist_actions.shape() && hist_pins.shape() == hist_mask.shape(),
             "SequenceEncoder::encode: hist_pins {:?}, hist_actions {:?} and hist_mask {:?} differ",

@@ -26,6 +26,14 @@ fn tiny(early_fusion: bool, readouts: Vec<Readout>) -> (SequenceEncoder, HashEmb
     (SequenceEncoder::new(&cfg, 6, readouts, &mut r), pins)
 }
 
+fn view(h: &(Array2<u64>, Array2<usize>, Array2<bool>)) -> HistoryView<'_> {
+    HistoryView {
+        pins: h.0.view(),
+        actions: h.1.view(),
+        mask: h.2.view(),
+    }
+}
+
 const ALL: [Readout; 4] = [
     Readout::FirstK,
     Readout::MaxPool,
@@ -55,15 +63,7 @@ fn encode_eval(
     let c = pins.forward(&tape, &cand.mapv(|v| v as u64));
     let mut r = rng(0);
     let mut ctx = ForwardCtx::eval(&mut r);
-    let e = enc.encode(
-        &tape,
-        pins,
-        h.0.view(),
-        h.1.view(),
-        h.2.view(),
-        Some(c),
-        &mut ctx,
-    );
+    let e = enc.encode(&tape, pins, view(h), Some(c), &mut ctx);
     (*enc.read_out(&e, Some(c)).value()).clone()
 }
 
@@ -188,9 +188,7 @@ fn every_parameter_gets_a_gradient() {
     let e = enc.encode(
         &tape,
         &pins,
-        p.view(),
-        a.view(),
-        m.view(),
+        view(&(p.clone(), a.clone(), m.clone())),
         Some(c),
         &mut ForwardCtx::train(&mut r),
     );
@@ -219,7 +217,13 @@ fn dropout_and_time_window_only_in_training() {
         } else {
             ForwardCtx::eval(&mut r)
         };
-        let e = enc.encode(&tape, &pins, p.view(), a.view(), m.view(), None, &mut ctx);
+        let e = enc.encode(
+            &tape,
+            &pins,
+            view(&(p.clone(), a.clone(), m.clone())),
+            None,
+            &mut ctx,
+        );
         ((*enc.read_out(&e, None).value()).clone(), e.mask)
     };
     assert_eq!(run(&enc, false, 1).0, run(&enc, false, 2).0);

@@ -17,7 +17,7 @@ pub use serving::{EncodedUser, UserHistory};
 
 use crate::baselines::{SharedBottom, SingleTask, comparable_bottom_hidden};
 use crate::config::{Architecture, ModelConfig, ModelShape};
-use crate::encoder::SequenceEncoder;
+use crate::encoder::{HistoryView, SequenceEncoder};
 use crate::error::Result;
 use crate::mmoe::{HeadOutput, Mmoe};
 use crate::{ModelBatch, ModelOutput, RankingModel};
@@ -214,15 +214,7 @@ impl CloseupModel {
         };
         let mut parts = Vec::with_capacity(3);
         if let (Some(enc), Some(pins)) = (&self.encoder, &self.pin_embedding) {
-            let e = enc.encode(
-                tape,
-                pins,
-                batch.hist_pins.view(),
-                batch.hist_actions.view(),
-                batch.hist_mask.view(),
-                candidate,
-                ctx,
-            );
+            let e = enc.encode(tape, pins, HistoryView::of(batch), candidate, ctx);
             parts.push(enc.read_out(&e, candidate));
         }
         parts.extend(candidate);

@@ -17,6 +17,7 @@
 //! `C` batched ones); the tests check agreement within 1e-5.
 
 use super::CloseupModel;
+use crate::encoder::HistoryView;
 use crate::encoder::readout::target_attention_shared;
 use crate::{ModelBatch, RankingModel};
 use closeup_autograd::{Tape, Tensor, Var};
@@ -135,7 +136,12 @@ impl CloseupModel {
             let mut rng = eval_rng();
             let mut ctx = ForwardCtx::eval(&mut rng);
             let (p, a, m) = history.as_arrays();
-            let e = enc.encode(&tape, pins, p.view(), a.view(), m.view(), None, &mut ctx);
+            let view = HistoryView {
+                pins: p.view(),
+                actions: a.view(),
+                mask: m.view(),
+            };
+            let e = enc.encode(&tape, pins, view, None, &mut ctx);
             user.readouts = enc
                 .readouts()
                 .iter()
