@@ -140,6 +140,12 @@ impl CloseupModel {
         }
     }
 
+    /// Total number of scalar parameters (the same as [`Parameterized::num_params`], without
+    /// importing the trait).
+    pub fn num_params(&self) -> usize {
+        Parameterized::num_params(self)
+    }
+
     /// Width of the head's input: read-outs + candidate embedding + dense features.
     pub fn input_width(&self) -> usize {
         self.input_width
