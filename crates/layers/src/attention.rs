@@ -22,7 +22,10 @@ fn broadcastable_key_mask(
     let mut shape = vec![batch];
     shape.extend(std::iter::repeat_n(1, rank - 2));
     shape.push(len);
-    mask.clone()
+    // `as_standard_layout` first: a mask built by slicing or concatenation may not be
+    // row-major, and a reshape of a non-standard array fails.
+    mask.as_standard_layout()
+        .into_owned()
         .into_shape_with_order(IxDyn(&shape))
         .expect("same number of elements")
 }
@@ -335,6 +338,28 @@ mod tests {
         let q = ndarray::array![[10.0_f32, 0.0]].into_dyn();
         let y = TargetAttention.forward(tape.constant(q), tape.constant(seq), None);
         assert!((y.value()[[0, 0]] - 10.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn non_standard_layout_masks_work() {
+        let mut r = rng();
+        let mha = MultiHeadAttention::new(8, 2, 0.0, &mut r);
+        let standard = mask_from_lens(&[2, 3], 4);
+        use ndarray::ShapeBuilder;
+        let mut column_major = ndarray::Array2::<bool>::default((2, 4).f());
+        column_major.assign(
+            &standard
+                .view()
+                .into_dimensionality::<ndarray::Ix2>()
+                .unwrap(),
+        );
+        let column_major = column_major.into_dyn();
+        assert!(!column_major.is_standard_layout());
+        let tape = Tape::no_grad();
+        let x = tape.constant(randn(&[2, 4, 8], 5));
+        let a = mha.forward(x, Some(&standard), &mut ForwardCtx::eval(&mut r));
+        let b = mha.forward(x, Some(&column_major), &mut ForwardCtx::eval(&mut r));
+        assert_eq!(*a.value(), *b.value());
     }
 
     #[test]
