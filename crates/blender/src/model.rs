@@ -160,7 +160,10 @@ impl Blender {
     /// If a length differs from [`Blender::feature_width`].
     pub fn set_input_normalization(&mut self, mean: &[f32], std: &[f32]) {
         let w = self.feature_width();
-        assert!(mean.len() == w && std.len() == w, "one mean and std per feature");
+        assert!(
+            mean.len() == w && std.len() == w,
+            "one mean and std per feature"
+        );
         let std: Vec<f32> = std
             .iter()
             .map(|&s| if s > 1e-6 { s } else { 1.0 })
@@ -195,7 +198,7 @@ impl Blender {
             .view()
             .into_dimensionality::<ndarray::Ix1>()
             .expect("1-D");
-        ((features - &mean) / &std).into_dyn()
+        ((features - &mean) / std).into_dyn()
     }
 
     /// `f(x)` on the tape.

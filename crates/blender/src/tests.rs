@@ -7,7 +7,12 @@ use closeup_autograd::{Tape, Tensor};
 use ndarray::{Array2, array};
 
 fn blend() -> Array2<f32> {
-    array![[1.0, 0.2, 0.8], [0.5, 0.9, 0.1], [1.2, -0.3, 0.4], [0.7, 0.6, 1.1]]
+    array![
+        [1.0, 0.2, 0.8],
+        [0.5, 0.9, 0.1],
+        [1.2, -0.3, 0.4],
+        [0.7, 0.6, 1.1]
+    ]
 }
 
 #[test]
@@ -123,17 +128,34 @@ fn sign_behaviour_of_the_conventions() {
     assert!(post.report.epochs.last().unwrap().valid_loss.unwrap() < 0.0);
     // Well-posed: y = 0 with weight 2 — a plain classifier with a bounded loss ≥ 0.
     let wp = train(&config(Convention::WellPosed, 2.0, 30), &neg).unwrap();
-    assert!(wp.report.epochs.iter().all(|e| e.valid_loss.unwrap() >= 0.0));
+    assert!(
+        wp.report
+            .epochs
+            .iter()
+            .all(|e| e.valid_loss.unwrap() >= 0.0)
+    );
     // Positive rewards: both conventions push g(x, r) up for the rewarded r.
     for conv in Convention::ALL {
         let t = train(&config(conv, 2.0, 20), &data).unwrap();
-        let g = t.model.outcome_probability(&data.features, &data.blend).unwrap();
+        let g = t
+            .model
+            .outcome_probability(&data.features, &data.blend)
+            .unwrap();
         let (mut pos, mut zero) = (vec![], vec![]);
         for (j, &r) in data.rewards.iter().enumerate() {
-            if r > 0.0 { pos.push(g[j]) } else { zero.push(g[j]) }
+            if r > 0.0 {
+                pos.push(g[j])
+            } else {
+                zero.push(g[j])
+            }
         }
         let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
-        assert!(mean(&pos) > mean(&zero), "{conv}: {} vs {}", mean(&pos), mean(&zero));
+        assert!(
+            mean(&pos) > mean(&zero),
+            "{conv}: {} vs {}",
+            mean(&pos),
+            mean(&zero)
+        );
     }
 }
 
@@ -149,7 +171,10 @@ fn save_load_round_trip_and_foreign_files() {
     let back = Blender::load(&path).unwrap();
     assert_eq!(back.config(), model.config());
     assert_eq!(back.bias(), model.bias());
-    assert_eq!(back.weights(&data.features).unwrap(), model.weights(&data.features).unwrap());
+    assert_eq!(
+        back.weights(&data.features).unwrap(),
+        model.weights(&data.features).unwrap()
+    );
     assert_eq!(back.config().rewards.events["repin"], 0.25);
     // A foreign file, a truncated file, a checkpoint of another kind.
     std::fs::write(&path, b"not a checkpoint at all").unwrap();
@@ -161,9 +186,17 @@ fn save_load_round_trip_and_foreign_files() {
     assert!(e.contains("kind \"mmoe\", not a blender"), "{e}");
     let bytes = model.to_checkpoint().to_bytes();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-    assert!(Blender::load(&path).unwrap_err().to_string().contains("truncated"));
+    assert!(
+        Blender::load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("truncated")
+    );
     // Width mismatch at serving time.
-    let e = model.weights(&Array2::zeros((2, 3))).unwrap_err().to_string();
+    let e = model
+        .weights(&Array2::zeros((2, 3)))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("reads 1 features per request, got 3"), "{e}");
 }
 
@@ -179,7 +212,12 @@ fn training_is_reproducible_and_rejects_bad_data() {
     let mut three = cfg.clone();
     three.objectives.push("c".into());
     three.prior_mean = None;
-    assert!(train(&three, &data).unwrap_err().to_string().contains("3 objectives"));
+    assert!(
+        train(&three, &data)
+            .unwrap_err()
+            .to_string()
+            .contains("3 objectives")
+    );
     let nan = BlenderData::new(array![[f32::NAN]], array![[1.0, 1.0]], vec![0.0]);
     assert!(nan.unwrap_err().to_string().contains("request 0: features"));
 }
