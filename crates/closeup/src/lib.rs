@@ -8,6 +8,9 @@
 //! |---|---|---|
 //! | [`autograd`] | `closeup-autograd` | tensors, reverse-mode tape, ops, optimizers, checkpoints |
 //! | [`data`] | `closeup-data` | log formats and validation, batching, simulators, metrics |
+//! | [`blender`] | `closeup-blender` | the learned-utility blender `f(x)`, `g(x, r)`, reward map |
+//!
+//! [`blend_study`] runs the blender study on the simulator (used by `closeup blend eval`).
 //!
 //! ```
 //! use closeup::autograd::{Tape, gradcheck::randn};
@@ -20,4 +23,7 @@
 #![deny(missing_docs)]
 
 pub use closeup_autograd as autograd;
+pub use closeup_blender as blender;
 pub use closeup_data as data;
+
+pub mod blend_study;

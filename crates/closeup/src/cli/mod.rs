@@ -1,5 +1,6 @@
 //! Subcommands of the `closeup` binary, one module each.
 
+mod blend;
 mod data;
 mod simulate;
 
@@ -22,6 +23,9 @@ enum Command {
     /// Convert public data sets to the engagement log format.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Learn, serve and evaluate the learned-utility blender.
+    #[command(subcommand)]
+    Blend(blend::BlendCommand),
 }
 
 /// Runs the parsed command.
@@ -29,6 +33,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Simulate(args) => simulate::run(args),
         Command::Data(cmd) => data::run(cmd),
+        Command::Blend(cmd) => blend::run(cmd),
     }
 }
 
