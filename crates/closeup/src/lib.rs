@@ -8,6 +8,10 @@
 //! |---|---|---|
 //! | [`autograd`] | `closeup-autograd` | tensors, reverse-mode tape, ops, optimizers, checkpoints |
 //! | [`data`] | `closeup-data` | log formats and validation, batching, simulators, metrics |
+//! | [`layers`] | `closeup-layers` | linear, MLP, dropout, layer norm, embeddings, attention |
+//! | [`models`] | `closeup-models` | the ranking-model interface and models |
+//! | [`losses`] | `closeup-losses` | masked multi-task BCE, score regularization, blender losses |
+//! | [`train`] | (this crate) | the trainer, evaluation, churn and gate utilization |
 //!
 //! ```
 //! use closeup::autograd::{Tape, gradcheck::randn};
@@ -21,3 +25,8 @@
 
 pub use closeup_autograd as autograd;
 pub use closeup_data as data;
+pub use closeup_layers as layers;
+pub use closeup_losses as losses;
+pub use closeup_models as models;
+
+pub mod train;
