@@ -9,7 +9,7 @@
 //!   validation and early stopping on the mean validation AUC, best weights kept and restored.
 //! - [`predict`] / [`evaluate`] / [`churn`]: inference over a data set, metrics and the churn
 //!   between two models.
-//! - [`TrainReport`]: `metrics.json`.
+//! - `metrics.json` is a serialized [`TrainReport`].
 //!
 //! See `docs/training.md` for the loop, the loss normalization, early stopping, determinism and
 //! score regularization.
