@@ -12,6 +12,7 @@
 //! | [`models`] | `closeup-models` | the ranking-model interface and models |
 //! | [`losses`] | `closeup-losses` | masked multi-task BCE, score regularization, blender losses |
 //! | [`train`] | (this crate) | the trainer, evaluation, churn and gate utilization |
+//! | [`model_dir`] | (this crate) | a trained model's directory: model.bin, config.toml, metrics.json |
 //!
 //! ```
 //! use closeup::autograd::{Tape, gradcheck::randn};
@@ -29,4 +30,5 @@ pub use closeup_layers as layers;
 pub use closeup_losses as losses;
 pub use closeup_models as models;
 
+pub mod model_dir;
 pub mod train;
