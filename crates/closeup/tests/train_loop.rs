@@ -211,3 +211,36 @@ fn task_mismatch_is_a_config_error() {
         .unwrap_err();
     assert!(err.to_string().contains("tasks differ"), "{err}");
 }
+
+#[test]
+fn metrics_over_a_dataset_match_hand_computed_auc_with_ties_and_masks() {
+    // Task a: labels 1, 0, 1, 0, 1 with scores 0.5, 0.5, 0.9, 0.1, 0.2.
+    // Pairs (pos, neg): (0.5,0.5)=½, (0.5,0.1)=1, (0.9,·)=1+1, (0.2,0.5)=0, (0.2,0.1)=1 → 4.5/6.
+    // Task b: the last two labels are missing (null), so only 1, 0, 1 count: AUC = 1.
+    let rows = [
+        (1, Some(1)),
+        (0, Some(0)),
+        (1, Some(1)),
+        (0, None),
+        (1, None),
+    ];
+    let records = rows.iter().map(|(a, b)| {
+        serde_json::from_value(serde_json::json!({"features": [], "labels": {"a": a, "b": b}}))
+            .unwrap()
+    });
+    let ds = dataset(records.collect());
+    let scores = ndarray::array![
+        [0.5f32, 0.5],
+        [0.5, 0.3],
+        [0.9, 0.9],
+        [0.1, 0.99],
+        [0.2, 0.0]
+    ];
+    let report = closeup::train::metrics(&ds, &scores, None);
+    let a = report.task("a").unwrap();
+    assert!((a.auc.unwrap() - 4.5 / 6.0).abs() < 1e-12);
+    assert_eq!((a.n, a.positives), (5, 3));
+    let b = report.task("b").unwrap();
+    assert_eq!((b.auc, b.n, b.positives), (Some(1.0), 3, 2));
+    assert!((report.mean_auc.unwrap() - (4.5 / 6.0 + 1.0) / 2.0).abs() < 1e-12);
+}
