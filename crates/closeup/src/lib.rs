@@ -8,9 +8,13 @@
 //! |---|---|---|
 //! | [`autograd`] | `closeup-autograd` | tensors, reverse-mode tape, ops, optimizers, checkpoints |
 //! | [`data`] | `closeup-data` | log formats and validation, batching, simulators, metrics |
+//! | [`layers`] | `closeup-layers` | linear, MLP, dropout, layer norm, embeddings, attention |
+//! | [`models`] | `closeup-models` | sequence encoder, MMoE, baselines, the closeup model |
+//! | [`losses`] | `closeup-losses` | masked multi-task BCE, score regularization, blender losses |
 //! | [`blender`] | `closeup-blender` | the learned-utility blender `f(x)`, `g(x, r)`, reward map |
-//!
-//! [`blend_study`] runs the blender study on the simulator (used by `closeup blend eval`).
+//! | [`train`] | (this crate) | the trainer, evaluation, churn and gate utilization |
+//! | [`model_dir`] | (this crate) | a trained model's directory: model.bin, config.toml, metrics.json |
+//! | [`blend_study`] | (this crate) | the blender study on the simulator (`closeup blend eval`) |
 //!
 //! ```
 //! use closeup::autograd::{Tape, gradcheck::randn};
@@ -25,5 +29,10 @@
 pub use closeup_autograd as autograd;
 pub use closeup_blender as blender;
 pub use closeup_data as data;
+pub use closeup_layers as layers;
+pub use closeup_losses as losses;
+pub use closeup_models as models;
 
 pub mod blend_study;
+pub mod model_dir;
+pub mod train;

@@ -1,8 +1,14 @@
 //! Subcommands of the `closeup` binary, one module each.
 
 mod blend;
+mod churn;
+mod common;
 mod data;
+mod eval;
+mod gates;
+mod score;
 mod simulate;
+mod train;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -26,6 +32,16 @@ enum Command {
     /// Learn, serve and evaluate the learned-utility blender.
     #[command(subcommand)]
     Blend(blend::BlendCommand),
+    /// Train a multi-task ranking model; writes model.bin, config.toml and metrics.json.
+    Train(train::TrainArgs),
+    /// Evaluate a trained model on a labelled log (AUC, log loss, calibration per task).
+    Eval(eval::EvalArgs),
+    /// Score a log with a trained model: one {"scores": {...}} line per input line.
+    Score(score::ScoreArgs),
+    /// Churn between two models on the same data (mean |Δp|, top-k flips, Kendall τ).
+    Churn(churn::ChurnArgs),
+    /// Expert utilization: mean gate weight per task per expert, as a table and an SVG heatmap.
+    Gates(gates::GatesArgs),
 }
 
 /// Runs the parsed command.
@@ -34,6 +50,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Simulate(args) => simulate::run(args),
         Command::Data(cmd) => data::run(cmd),
         Command::Blend(cmd) => blend::run(cmd),
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Score(args) => score::run(args),
+        Command::Churn(args) => churn::run(args),
+        Command::Gates(args) => gates::run(args),
     }
 }
 
