@@ -157,3 +157,27 @@ fn dropout_is_the_identity_in_eval_only() {
     }
     assert!(run(false, 3).1.iter().all(|&w| w > 0.0));
 }
+
+#[test]
+fn distinct_experts_get_distinct_initial_weights_and_seeds_reproduce() {
+    let m = Mmoe::new(7, 2, &tiny_cfg(), false, &mut rng(1));
+    let firsts: Vec<_> = m
+        .experts()
+        .iter()
+        .map(|e| e.layers()[0].weight().value().clone())
+        .collect();
+    for i in 0..firsts.len() {
+        for j in i + 1..firsts.len() {
+            assert_ne!(firsts[i], firsts[j], "experts {i} and {j} start identical");
+        }
+    }
+    // Symmetric experts would receive identical gradients and never specialise; the same seed
+    // must still give the same initialisation.
+    let again = Mmoe::new(7, 2, &tiny_cfg(), false, &mut rng(1));
+    let (a, b) = (m.named_params(), again.named_params());
+    assert!(
+        a.iter()
+            .zip(&b)
+            .all(|((na, pa), (nb, pb))| na == nb && pa.value() == pb.value())
+    );
+}
