@@ -64,14 +64,20 @@ pub struct DemoPlan {
 impl DemoPlan {
     /// The plan for `size` and `seed`.
     pub fn new(size: DemoSize, seed: u64) -> Self {
-        // Sizes: (requests, seq_len, d_model, layers, experts, hidden, epochs, pin buckets).
-        let (requests, seq_len, d_model, layers, experts, unit, epochs, buckets) = match size {
-            DemoSize::Tiny => (240, 8, 16, 1, 2, 16, 2, 1_000),
-            DemoSize::Quick => (1_400, 20, 32, 1, 4, 64, 3, 5_000),
-            DemoSize::Full => (6_000, 50, 32, 2, 8, 128, 4, 20_000),
-        };
+        // Sizes: (requests, users, pins, seq_len, d_model, layers, experts, hidden, epochs,
+        // pin buckets, lr). The worlds are smaller than the simulator's default (fewer pins
+        // and users), so that every pin is seen often enough in a short run for its embedding
+        // to be learned; the learning rate is high for the same reason.
+        let (requests, users, pins, seq_len, d_model, layers, experts, unit, epochs, buckets, lr) =
+            match size {
+                DemoSize::Tiny => (240, 80, 200, 8, 16, 1, 2, 16, 2, 1_000, 1e-2),
+                DemoSize::Quick => (1_400, 300, 800, 20, 32, 1, 4, 64, 4, 5_000, 1e-2),
+                DemoSize::Full => (6_000, 1_000, 3_000, 50, 32, 2, 8, 128, 5, 20_000, 5e-3),
+            };
         let world = EngagementConfig {
             num_requests: requests,
+            num_users: users,
+            num_pins: pins,
             ..EngagementConfig::default()
         };
         let mut model = ModelConfig {
@@ -98,13 +104,13 @@ impl DemoPlan {
             seed,
             epochs,
             batch_size: 256,
-            lr: 3e-3,
+            lr,
             weight_decay: 0.0,
             warmup_steps: 20,
             decay: LrDecay::Cosine,
             min_lr_fraction: 0.1,
             max_grad_norm: 5.0,
-            patience: 2,
+            patience: 1,
             ..TrainConfig::default()
         };
         let mut blender = match size {
