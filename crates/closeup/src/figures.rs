@@ -235,7 +235,13 @@ pub fn line_chart(
     }
     let mut names: Vec<&str> = series.iter().map(|s| s.name.as_str()).collect();
     names.extend(hlines.iter().map(|h| h.0));
-    legend(&mut svg, f.left + f.w + 20.0, f.top + 10.0, &names, series.len());
+    legend(
+        &mut svg,
+        f.left + f.w + 20.0,
+        f.top + 10.0,
+        &names,
+        series.len(),
+    );
     svg.push_str("</svg>\n");
     svg
 }
@@ -325,7 +331,12 @@ pub fn bar_chart(
 
 /// Horizontal bars, one per `(label, value)`, with the value printed at the bar's end;
 /// `highlight` indexes get the second palette colour.
-pub fn hbar_chart(title: &str, x_label: &str, rows: &[(String, f64)], highlight: &[usize]) -> String {
+pub fn hbar_chart(
+    title: &str,
+    x_label: &str,
+    rows: &[(String, f64)],
+    highlight: &[usize],
+) -> String {
     let label_w = 300.0;
     let bar_h = 22.0;
     let width = label_w + 360.0;

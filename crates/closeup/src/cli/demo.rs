@@ -12,10 +12,12 @@ use std::time::Instant;
 /// utilization → churn with and without score regularization → blender → grid; writes
 /// `DIR/report.md`, `DIR/metrics.json` and SVG figures.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  closeup demo --quick                 # about a minute on 2 cores\n  \
+#[command(
+    after_help = "Examples:\n  closeup demo --quick                 # about a minute on 2 cores\n  \
 closeup demo --out closeup-demo      # the full demo, a few minutes\n  \
 closeup demo --quick --seed 7 --threads 2 --out demo7\n\n\
-The same --seed and --threads give the same metrics.json, byte for byte.")]
+The same --seed and --threads give the same metrics.json, byte for byte."
+)]
 pub struct DemoArgs {
     /// Output directory (created if needed); files in it are replaced atomically.
     #[arg(long, default_value = "closeup-demo")]

@@ -43,7 +43,10 @@ pub fn run(args: GatesArgs) -> Result<()> {
     };
     let tasks = model.vocab.tasks();
     print!("{}", table(tasks, &gates));
-    write_atomic(&args.out, closeup::figures::gate_heatmap(tasks, &gates).as_bytes())?;
+    write_atomic(
+        &args.out,
+        closeup::figures::gate_heatmap(tasks, &gates).as_bytes(),
+    )?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }

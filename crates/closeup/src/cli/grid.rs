@@ -13,11 +13,13 @@ use std::path::PathBuf;
 
 /// Train one model per grid point and tabulate validation AUC.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  closeup simulate --split train --out train.jsonl\n  \
+#[command(
+    after_help = "Examples:\n  closeup simulate --split train --out train.jsonl\n  \
 closeup simulate --split valid --out valid.jsonl\n  \
 closeup grid --train train.jsonl --valid valid.jsonl --experts 1,2,4,8 \\\n      \
 --expert-hidden \"256,256;512,512;256,256,256\" --d-model 32,64 --epochs 3 --out grid.md\n\n\
-Points are trained in order experts × expert shapes × d_model, each with the same seed.")]
+Points are trained in order experts × expert shapes × d_model, each with the same seed."
+)]
 pub struct GridArgs {
     /// Training engagement log (JSON Lines, SPEC §4.1).
     #[arg(long)]
@@ -26,14 +28,15 @@ pub struct GridArgs {
     #[arg(long)]
     valid: Option<PathBuf>,
     /// Numbers of experts, e.g. 1,2,4,8.
-    #[arg(long, value_delimiter = ',', required = true)]
-    experts: Vec<usize>,
+    #[arg(long, value_delimiter = ',', required = true,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    experts: Vec<u64>,
     /// Expert shapes separated by `;`, each a comma list, e.g. "256,256;512,512".
-    #[arg(long)]
-    expert_hidden: Option<String>,
+    #[arg(long, value_parser = parse_shapes)]
+    expert_hidden: Option<Shapes>,
     /// Transformer widths (d_model), e.g. 32,64.
-    #[arg(long, value_delimiter = ',')]
-    d_model: Vec<usize>,
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..))]
+    d_model: Vec<u64>,
     /// A TOML file with `[model]` and `[train]` tables for everything else.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -54,21 +57,27 @@ pub struct GridArgs {
     out: Option<PathBuf>,
 }
 
-/// Parses "256,256;512,512".
-fn parse_shapes(text: &str) -> Result<Vec<Vec<usize>>> {
+/// Expert shapes, e.g. `[[256, 256], [512, 512]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Shapes(Vec<Vec<usize>>);
+
+/// Parses "256,256;512,512" (a bad value is a usage error: exit code 2).
+fn parse_shapes(text: &str) -> std::result::Result<Shapes, String> {
     text.split(';')
         .map(|shape| {
-            let sizes = shape
+            shape
                 .split(',')
                 .map(|v| {
-                    v.trim().parse::<usize>().ok().filter(|&n| n > 0).with_context(|| {
-                        format!("--expert-hidden: {v:?} in {shape:?} is not a positive size")
-                    })
+                    v.trim()
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or_else(|| format!("{v:?} in {shape:?} is not a positive size"))
                 })
-                .collect::<Result<Vec<_>>>()?;
-            Ok(sizes)
+                .collect::<std::result::Result<Vec<_>, _>>()
         })
-        .collect()
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map(Shapes)
 }
 
 /// Runs `closeup grid`.
@@ -81,28 +90,22 @@ pub fn run(args: GridArgs) -> Result<()> {
     if let Some(m) = &args.model {
         base.model.architecture = m.parse::<Architecture>().context("--model")?;
     }
-    if !matches!(base.model.architecture, Architecture::Mmoe | Architecture::Omoe) {
+    if !matches!(
+        base.model.architecture,
+        Architecture::Mmoe | Architecture::Omoe
+    ) {
         bail!(
             "--model: the grid varies experts, so it needs mmoe or omoe, not {}",
             base.model.architecture
         );
     }
-    if args.experts.contains(&0) {
-        bail!("--experts: every count must be at least 1");
-    }
-    if args.d_model.contains(&0) {
-        bail!("--d-model: every width must be at least 1");
-    }
     base.train.epochs = args.epochs.unwrap_or(base.train.epochs);
     base.train.seed = args.seed.unwrap_or(base.train.seed);
     base.train.validate()?;
     let spec = GridSpec {
-        experts: args.experts.clone(),
-        expert_hidden: match &args.expert_hidden {
-            Some(t) => parse_shapes(t)?,
-            None => vec![],
-        },
-        d_model: args.d_model.clone(),
+        experts: args.experts.iter().map(|&e| e as usize).collect(),
+        expert_hidden: args.expert_hidden.clone().map(|s| s.0).unwrap_or_default(),
+        d_model: args.d_model.iter().map(|&d| d as usize).collect(),
     };
     if let Some(out) = &args.out {
         let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("");
@@ -128,9 +131,16 @@ pub fn run(args: GridArgs) -> Result<()> {
         train.len(),
         valid.len()
     );
-    let report = run_grid(&spec, &base, &train, &valid, ProgressMode::Auto, |i, n, p| {
-        eprintln!("point {} of {n}: {}", i + 1, p.label());
-    })?;
+    let report = run_grid(
+        &spec,
+        &base,
+        &train,
+        &valid,
+        ProgressMode::Auto,
+        |i, n, p| {
+            eprintln!("point {} of {n}: {}", i + 1, p.label());
+        },
+    )?;
     let table = render_markdown(&report);
     print!("{table}");
     if let Some(out) = &args.out {

@@ -18,7 +18,15 @@ use clap::{Parser, Subcommand};
 /// Closeup: multi-task ranking (sequence encoder + MMoE), score regularization and a learned
 /// blender, on a hand-written autograd engine.
 #[derive(Debug, Parser)]
-#[command(name = "closeup", version, about, long_about = None)]
+#[command(
+    name = "closeup",
+    version,
+    about,
+    long_about = None,
+    after_help = "Start here:\n  closeup demo --quick          # the whole pipeline on the simulator, about a minute\n  \
+closeup <COMMAND> --help       # each command's options and an example\n\n\
+Exit codes: 0 success, 1 runtime error (one `error:` line on stderr), 2 bad usage."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -22,7 +22,13 @@ fn nan(v: Option<f64>) -> f64 {
 
 /// Every figure as `(file name, SVG)`.
 pub(crate) fn all(m: &DemoMetrics) -> Vec<(String, String)> {
-    let tasks: Vec<String> = m.data.ceiling.tasks.iter().map(|(t, _)| t.clone()).collect();
+    let tasks: Vec<String> = m
+        .data
+        .ceiling
+        .tasks
+        .iter()
+        .map(|(t, _)| t.clone())
+        .collect();
     let curves: Vec<Series> = BASE_MODELS
         .iter()
         .map(|name| {

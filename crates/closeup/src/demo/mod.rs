@@ -213,12 +213,17 @@ fn train_one(
     progress: ProgressMode,
 ) -> Result<Trained> {
     let [train, valid, test] = sets;
-    let score_reg = if teacher.is_some() { plan.score_reg } else { 0.0 };
+    let score_reg = if teacher.is_some() {
+        plan.score_reg
+    } else {
+        0.0
+    };
     let cfg = plan.model_for(arch);
     let shape = shape_for(&train.vocab, &train.meta);
     let mut model = CloseupModel::new(&cfg, &shape, seed)?;
     let seq_len = cfg.sequence.seq_len;
-    let mut trainer = Trainer::new(plan.train_for(seed, score_reg), seq_len)?.with_progress(progress);
+    let mut trainer =
+        Trainer::new(plan.train_for(seed, score_reg), seq_len)?.with_progress(progress);
     if let Some(t) = teacher {
         let bridge = VocabBridge::new(&train.vocab, &train.vocab);
         trainer = trainer.with_teacher(Teacher::new(t, bridge, seq_len)?);
@@ -271,17 +276,26 @@ pub fn run(opts: &DemoOptions, log: &mut dyn FnMut(&str)) -> Result<DemoOutput> 
         tasks: None,
     };
     let train = EngagementDataset::from_records_training("sim:train", world.train.clone(), &read)?;
-    let valid =
-        EngagementDataset::from_records_with_vocab("sim:valid", world.valid.clone(), &train.vocab, &read)?;
-    let test =
-        EngagementDataset::from_records_with_vocab("sim:test", world.test.clone(), &train.vocab, &read)?;
+    let valid = EngagementDataset::from_records_with_vocab(
+        "sim:valid",
+        world.valid.clone(),
+        &train.vocab,
+        &read,
+    )?;
+    let test = EngagementDataset::from_records_with_vocab(
+        "sim:test",
+        world.test.clone(),
+        &train.vocab,
+        &read,
+    )?;
     let tasks = test.vocab.tasks().to_vec();
     let truth = Array2::from_shape_fn((test.len(), tasks.len()), |(i, k)| {
         let col = ENGAGEMENT_TASKS.iter().position(|t| *t == tasks[k]);
         col.map_or(f64::NAN, |c| world.test_truth[i][c])
     });
     let (labels, mask) = label_arrays(&test);
-    let ceiling = MetricsReport::from_arrays(&tasks, truth.view(), labels.view(), mask.view(), None);
+    let ceiling =
+        MetricsReport::from_arrays(&tasks, truth.view(), labels.view(), mask.view(), None);
     let data = DataSummary {
         train: train.len(),
         valid: valid.len(),
@@ -308,7 +322,9 @@ pub fn run(opts: &DemoOptions, log: &mut dyn FnMut(&str)) -> Result<DemoOutput> 
     .enumerate()
     {
         log(&format!("[2/7] training {name} ({} of 3)", i + 1));
-        trained.push(train_one(&plan, name, arch, plan.seed, None, sets, progress)?);
+        trained.push(train_one(
+            &plan, name, arch, plan.seed, None, sets, progress,
+        )?);
     }
     lap("train", &mut timings);
 
@@ -335,14 +351,28 @@ pub fn run(opts: &DemoOptions, log: &mut dyn FnMut(&str)) -> Result<DemoOutput> 
         effective_experts: gates
             .rows()
             .into_iter()
-            .map(|r| (-r.iter().filter(|&&g| g > 0.0).map(|g| g * g.ln()).sum::<f64>()).exp())
+            .map(|r| {
+                (-r.iter()
+                    .filter(|&&g| g > 0.0)
+                    .map(|g| g * g.ln())
+                    .sum::<f64>())
+                .exp()
+            })
             .collect(),
     };
     lap("gates", &mut timings);
 
     log("[5/7] churn: model B (another seed) and B' (score-regularized toward A)");
     let seed_b = plan.seed + 1;
-    let b = train_one(&plan, "mmoe-B", Architecture::Mmoe, seed_b, None, sets, progress)?;
+    let b = train_one(
+        &plan,
+        "mmoe-B",
+        Architecture::Mmoe,
+        seed_b,
+        None,
+        sets,
+        progress,
+    )?;
     let b_sr = train_one(
         &plan,
         "mmoe-B-sr",

@@ -70,9 +70,9 @@ impl DemoPlan {
         // to be learned; the learning rate is high for the same reason.
         let (requests, users, pins, seq_len, d_model, layers, experts, unit, epochs, buckets, lr) =
             match size {
-                DemoSize::Tiny => (240, 80, 200, 8, 16, 1, 2, 16, 2, 1_000, 1e-2),
+                DemoSize::Tiny => (700, 150, 300, 8, 16, 1, 2, 16, 4, 1_000, 1e-2),
                 DemoSize::Quick => (1_400, 300, 800, 20, 32, 1, 4, 64, 4, 5_000, 1e-2),
-                DemoSize::Full => (6_000, 1_000, 3_000, 50, 32, 2, 8, 128, 5, 20_000, 5e-3),
+                DemoSize::Full => (4_000, 800, 2_000, 32, 32, 1, 8, 64, 5, 10_000, 5e-3),
             };
         let world = EngagementConfig {
             num_requests: requests,
@@ -138,13 +138,17 @@ impl DemoPlan {
             experts: match size {
                 DemoSize::Tiny => vec![2],
                 DemoSize::Quick => vec![2, 4],
-                DemoSize::Full => vec![2, 8],
+                DemoSize::Full => vec![2, 4],
             },
             expert_hidden: match size {
                 // The Full demo runs Pinterest's shapes; the smaller sizes scale them down by
                 // the same ratios (h,h) vs (2h,2h) vs (h,h,h).
                 DemoSize::Full => pinterest.clone(),
-                _ => vec![vec![unit, unit], vec![2 * unit, 2 * unit], vec![unit, unit, unit]],
+                _ => vec![
+                    vec![unit, unit],
+                    vec![2 * unit, 2 * unit],
+                    vec![unit, unit, unit],
+                ],
             },
             d_model: vec![],
         };
@@ -159,10 +163,7 @@ impl DemoPlan {
             blender,
             grid,
             grid_pinterest_shapes: pinterest,
-            grid_epochs: match size {
-                DemoSize::Full => 3,
-                _ => 2,
-            },
+            grid_epochs: 2,
         }
     }
 

@@ -130,7 +130,13 @@ fn world(out: &mut String, m: &DemoMetrics) {
 
 fn quality(out: &mut String, m: &DemoMetrics) {
     let names = ["mmoe", "shared-bottom", "single-task"];
-    let tasks: Vec<&str> = m.data.ceiling.tasks.iter().map(|(t, _)| t.as_str()).collect();
+    let tasks: Vec<&str> = m
+        .data
+        .ceiling
+        .tasks
+        .iter()
+        .map(|(t, _)| t.as_str())
+        .collect();
     let _ = writeln!(
         out,
         "## 2–3. Training and test quality\n\nThe closeup model (sequence encoder + MMoE) and two \
@@ -280,7 +286,10 @@ fn gates(out: &mut String, m: &DemoMetrics) {
     );
 }
 
-fn churn_avg(r: &ChurnReport, f: impl Fn(&crate::data::metrics::ChurnMetrics) -> Option<f64>) -> Option<f64> {
+fn churn_avg(
+    r: &ChurnReport,
+    f: impl Fn(&crate::data::metrics::ChurnMetrics) -> Option<f64>,
+) -> Option<f64> {
     mean(r.tasks.iter().map(|(_, t)| f(t)))
 }
 
@@ -322,7 +331,11 @@ fn churn(out: &mut String, m: &DemoMetrics) {
         m.model("mmoe-B-sr").seed,
         f4(m.model("mmoe-B-sr").test.mean_auc)
     );
-    figure(out, charts::CHURN, "churn with and without score regularization");
+    figure(
+        out,
+        charts::CHURN,
+        "churn with and without score regularization",
+    );
     let d_b = churn_avg(&c.a_vs_b, |t| t.mean_abs_delta).unwrap_or(f64::NAN);
     let d_s = churn_avg(&c.a_vs_b_sr, |t| t.mean_abs_delta).unwrap_or(f64::NAN);
     let f_b = churn_avg(&c.a_vs_b, |t| t.topk_flip_rate).unwrap_or(f64::NAN);
@@ -383,10 +396,7 @@ fn blender(out: &mut String, m: &DemoMetrics) {
     );
     out.push_str(&blend_study::render_markdown(b));
     figure(out, charts::BLENDER, "blender reward per policy");
-    let best = b
-        .rows
-        .iter()
-        .max_by(|x, y| x.reward.total_cmp(&y.reward));
+    let best = b.rows.iter().max_by(|x, y| x.reward.total_cmp(&y.reward));
     if let Some(best) = best {
         let base = &b.baselines;
         let best_wp = b
@@ -442,7 +452,11 @@ fn blender(out: &mut String, m: &DemoMetrics) {
             let _ = write!(
                 out,
                 "In this run the {} convention gives the better policy ({:.4} vs {:.4}). ",
-                if best_post >= wp.reward { "post's" } else { "well-posed" },
+                if best_post >= wp.reward {
+                    "post's"
+                } else {
+                    "well-posed"
+                },
                 best_post.max(wp.reward),
                 best_post.min(wp.reward)
             );
@@ -482,7 +496,11 @@ fn grid_section(out: &mut String, m: &DemoMetrics) {
         p.grid_epochs
     );
     out.push_str(&grid::render_markdown(g));
-    figure(out, charts::GRID, "grid: validation mean AUC per expert shape");
+    figure(
+        out,
+        charts::GRID,
+        "grid: validation mean AUC per expert shape",
+    );
     let noise = (m.model("mmoe").test.mean_auc.unwrap_or(0.0)
         - m.model("mmoe-B").test.mean_auc.unwrap_or(0.0))
     .abs();
