@@ -26,6 +26,7 @@
 mod charts;
 mod plan;
 mod report;
+mod report_steps;
 
 pub use plan::{DemoPlan, DemoSize};
 
