@@ -15,6 +15,9 @@
 //! | [`train`] | (this crate) | the trainer, evaluation, churn and gate utilization |
 //! | [`model_dir`] | (this crate) | a trained model's directory: model.bin, config.toml, metrics.json |
 //! | [`blend_study`] | (this crate) | the blender study on the simulator (`closeup blend eval`) |
+//! | [`grid`] | (this crate) | the grid search over experts, expert shapes and `d_model` (`closeup grid`) |
+//! | [`demo`] | (this crate) | the whole pipeline on the simulator, with its report (`closeup demo`) |
+//! | [`figures`] | (this crate) | hand-written SVG charts and the gate heatmap |
 //!
 //! ```
 //! use closeup::autograd::{Tape, gradcheck::randn};
@@ -34,5 +37,8 @@ pub use closeup_losses as losses;
 pub use closeup_models as models;
 
 pub mod blend_study;
+pub mod demo;
+pub mod figures;
+pub mod grid;
 pub mod model_dir;
 pub mod train;

@@ -19,8 +19,14 @@ closeup blend train --logs log.jsonl --out blender --prior 1,0.4,0.8,0.1 --lambd
     )]
     Train(TrainArgs),
     /// Write the learned weights, one {\"weights\": [...]} line per input line.
+    #[command(
+        after_help = "Example:\n  closeup blend score --model blender --data log.jsonl --out weights.jsonl\n\n\
+Only each line's `features` is read."
+    )]
     Score(ScoreArgs),
     /// Run the blender study on the simulator's blender world and print the table.
+    #[command(after_help = "Examples:\n  closeup blend eval --quick\n  \
+closeup blend eval --requests 20000 --lambdas 0,0.03,2 --json > study.json")]
     Eval(EvalArgs),
 }
 

@@ -4,8 +4,10 @@ mod blend;
 mod churn;
 mod common;
 mod data;
+mod demo;
 mod eval;
 mod gates;
+mod grid;
 mod score;
 mod simulate;
 mod train;
@@ -16,7 +18,15 @@ use clap::{Parser, Subcommand};
 /// Closeup: multi-task ranking (sequence encoder + MMoE), score regularization and a learned
 /// blender, on a hand-written autograd engine.
 #[derive(Debug, Parser)]
-#[command(name = "closeup", version, about, long_about = None)]
+#[command(
+    name = "closeup",
+    version,
+    about,
+    long_about = None,
+    after_help = "Start here:\n  closeup demo --quick          # the whole pipeline on the simulator, about a minute\n  \
+closeup <COMMAND> --help       # each command's options and an example\n\n\
+Exit codes: 0 success, 1 runtime error (one `error:` line on stderr), 2 bad usage."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -24,6 +34,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The whole pipeline on the built-in simulator: writes report.md, metrics.json and figures.
+    Demo(demo::DemoArgs),
     /// Generate a data set from one of the built-in simulators, in the SPEC §4 formats.
     Simulate(simulate::SimulateArgs),
     /// Convert public data sets to the engagement log format.
@@ -42,11 +54,14 @@ enum Command {
     Churn(churn::ChurnArgs),
     /// Expert utilization: mean gate weight per task per expert, as a table and an SVG heatmap.
     Gates(gates::GatesArgs),
+    /// Grid search over experts, expert shapes and d_model: validation AUC per configuration.
+    Grid(grid::GridArgs),
 }
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Demo(args) => demo::run_demo(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Data(cmd) => data::run(cmd),
         Command::Blend(cmd) => blend::run(cmd),
@@ -55,6 +70,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Score(args) => score::run(args),
         Command::Churn(args) => churn::run(args),
         Command::Gates(args) => gates::run(args),
+        Command::Grid(args) => grid::run(args),
     }
 }
 
