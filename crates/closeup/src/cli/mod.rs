@@ -1,5 +1,6 @@
 //! Subcommands of the `closeup` binary, one module each.
 
+mod bench;
 mod blend;
 mod data;
 mod simulate;
@@ -26,6 +27,9 @@ enum Command {
     /// Learn, serve and evaluate the learned-utility blender.
     #[command(subcommand)]
     Blend(blend::BlendCommand),
+    /// Time the reference model: training steps and serving requests (docs/performance.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Runs the parsed command.
@@ -34,6 +38,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Simulate(args) => simulate::run(args),
         Command::Data(cmd) => data::run(cmd),
         Command::Blend(cmd) => blend::run(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
     }
 }
 
