@@ -6,16 +6,12 @@
 //! output. Both loops go through [`map1`] / [`map2`], so they are serial below the parallel
 //! threshold, parallel above it, and bit-identical across thread counts.
 
-use crate::kernels::{map1, map2};
+use crate::kernels::{fastmath, map1, map1_simd, map2, map2_simd};
 use crate::tape::{BackwardOp, GradSink};
 use crate::{Tape, Tensor, Var};
 use std::cell::OnceCell;
-use std::f32::consts::FRAC_1_SQRT_2;
 use std::rc::Rc;
 use std::sync::Arc;
-
-/// `1/√(2π)`, the peak of the standard normal density.
-const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
 /// The output of an op, for backward ops that need it (`exp`, `sigmoid`, `softmax`, ...).
 ///
@@ -95,7 +91,7 @@ impl Kind {
     fn apply(self, x: f32) -> f32 {
         match self {
             Kind::Neg => -x,
-            Kind::Exp => x.exp(),
+            Kind::Exp => fastmath::exp(x),
             Kind::Log => x.ln(),
             Kind::Sqrt => x.sqrt(),
             Kind::Powf(p) => x.powf(p),
@@ -107,8 +103,8 @@ impl Kind {
                     x
                 }
             }
-            Kind::Gelu => 0.5 * x * (1.0 + libm::erff(x * FRAC_1_SQRT_2)),
-            Kind::Sigmoid => sigmoid(x),
+            Kind::Gelu => fastmath::gelu(x),
+            Kind::Sigmoid => fastmath::sigmoid(x),
             Kind::Tanh => x.tanh(),
             // max(x, 0) + log(1 + e^{−|x|}): no overflow for large x, no underflow to 0 for
             // moderately negative x. NaN propagates through the second term.
@@ -149,11 +145,7 @@ impl Kind {
                 }
             }
             // d/dx [x·Φ(x)] = Φ(x) + x·φ(x).
-            Kind::Gelu => {
-                let cdf = 0.5 * (1.0 + libm::erff(s * FRAC_1_SQRT_2));
-                let pdf = FRAC_1_SQRT_2PI * (-0.5 * s * s).exp();
-                g * (cdf + s * pdf)
-            }
+            Kind::Gelu => g * fastmath::gelu_grad(s),
             Kind::Sigmoid => g * s * (1.0 - s),
             Kind::Tanh => g * (1.0 - s * s),
             Kind::Softplus => g * sigmoid(s),
@@ -188,6 +180,13 @@ impl BackwardOp for UnaryBackward {
         let kind = self.kind;
         let dx = match &self.saved {
             Saved::Nothing => map1(&g.view(), move |g| kind.grad(g, 0.0)),
+            // The transcendental backward gets the vectorized loop (`kind` is fixed per loop).
+            Saved::Input(x) if matches!(kind, Kind::Gelu) => map2_simd(
+                &g.view(),
+                &x.view(),
+                fastmath::gelu_backward_slice,
+                |g, s| g * fastmath::gelu_grad(s),
+            ),
             Saved::Input(x) => map2(&g.view(), &x.view(), move |g, s| kind.grad(g, s)),
             Saved::Output(y) => map2(&g.view(), &y.get().view(), move |g, s| kind.grad(g, s)),
         };
@@ -197,7 +196,13 @@ impl BackwardOp for UnaryBackward {
 
 fn unary(kind: Kind, x: Var<'_>) -> Var<'_> {
     let x_val = x.value();
-    let out = map1(&x_val.view(), move |v| kind.apply(v));
+    // The transcendental kinds get a vectorized loop of their own (no `match` per element).
+    let out = match kind {
+        Kind::Exp => map1_simd(&x_val.view(), fastmath::exp_slice, fastmath::exp),
+        Kind::Gelu => map1_simd(&x_val.view(), fastmath::gelu_slice, fastmath::gelu),
+        Kind::Sigmoid => map1_simd(&x_val.view(), fastmath::sigmoid_slice, fastmath::sigmoid),
+        _ => map1(&x_val.view(), move |v| kind.apply(v)),
+    };
     let id = x.id;
     match kind.reads() {
         Reads::Nothing => x.tape.record(&[x], out, || UnaryBackward {

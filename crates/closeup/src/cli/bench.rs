@@ -128,9 +128,7 @@ pub(crate) fn synthetic_batch(b: usize, seq_len: usize, rng: &mut ChaCha8Rng) ->
         }),
         hist_mask: Array2::from_elem((b, seq_len), true),
         candidates: Some(Array1::from_shape_simple_fn(b, || rng.random())),
-        features: Array2::from_shape_simple_fn((b, NUM_FEATURES), || {
-            rng.random_range(-1.0..1.0)
-        }),
+        features: Array2::from_shape_simple_fn((b, NUM_FEATURES), || rng.random_range(-1.0..1.0)),
     };
     let targets = MultiTaskTargets {
         labels: Array2::from_shape_simple_fn((b, t), || f32::from(rng.random_bool(0.3))),
@@ -158,8 +156,8 @@ pub(crate) fn analytic_macs(config: &ModelConfig, input_width: usize) -> (f64, f
     let mut dims = vec![input_width];
     dims.extend(&m.expert_hidden);
     let expert: usize = dims.windows(2).map(|w| w[0] * w[1]).sum();
-    let expert_out = m.expert_hidden.last().copied().unwrap_or(0)
-        + if m.residual { input_width } else { 0 };
+    let expert_out =
+        m.expert_hidden.last().copied().unwrap_or(0) + if m.residual { input_width } else { 0 };
     let tasks = TASKS.len();
     let mut tdims = vec![expert_out];
     tdims.extend(&m.tower_hidden);
@@ -193,7 +191,10 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 }
 
 fn check_common(c: &Common) -> Result<()> {
-    ensure!(c.reps > 0 && c.steps > 0, "--reps and --steps must be positive");
+    ensure!(
+        c.reps > 0 && c.steps > 0,
+        "--reps and --steps must be positive"
+    );
     ensure!(c.seq_len > 0, "--seq-len must be positive");
     init_thread_pool(c.threads)?;
     Ok(())
