@@ -5,6 +5,7 @@
 //! rayon splits the work (bit-identical across thread counts). Reductions that cross elements
 //! are written with a fixed split (see the reduce ops) for the same reason.
 
+pub mod alloc;
 pub mod fastmath;
 pub mod gemm;
 
