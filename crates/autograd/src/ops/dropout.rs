@@ -156,6 +156,21 @@ mod tests {
     }
 
     #[test]
+    fn vectorized_in_place_mask_equals_the_scalar_definition() {
+        // The SIMD, chunked, in-place kernel against the module docs' formula, element by
+        // element, on a length that is not a multiple of any vector width or chunk.
+        let n = 3 * (1 << 14) + 17;
+        let x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+        let mask = super::Mask::new(0.2, 0xDEAD_BEEF);
+        let mut y = x.clone();
+        mask.apply_in_place(&mut y);
+        for (i, (&x, &y)) in x.iter().zip(&y).enumerate() {
+            let keep = splitmix64(mask.seed, i as u64) >= mask.threshold;
+            assert_eq!(y, x * if keep { mask.scale } else { 0.0 }, "element {i}");
+        }
+    }
+
+    #[test]
     fn keep_rate_and_expectation() {
         for p in [0.1_f32, 0.2, 0.5, 0.9] {
             let tape = Tape::new();

@@ -64,6 +64,34 @@ pub(super) fn sigmoid(x: f32) -> f32 {
     }
 }
 
+/// Out-of-line scalar calls of the [`fastmath`] functions for [`Kind::apply`] / [`Kind::grad`]:
+/// inlined there they made both functions too large to inline, and every cheap kind (ReLU,
+/// square, …) then paid a call per element. The vectorized slice kernels are used for whole
+/// tensors; these serve the strided fallback.
+mod cold {
+    use crate::kernels::fastmath;
+
+    #[inline(never)]
+    pub(super) fn exp(x: f32) -> f32 {
+        fastmath::exp(x)
+    }
+
+    #[inline(never)]
+    pub(super) fn gelu(x: f32) -> f32 {
+        fastmath::gelu(x)
+    }
+
+    #[inline(never)]
+    pub(super) fn gelu_grad(x: f32) -> f32 {
+        fastmath::gelu_grad(x)
+    }
+
+    #[inline(never)]
+    pub(super) fn sigmoid(x: f32) -> f32 {
+        fastmath::sigmoid(x)
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     Neg,
@@ -91,7 +119,7 @@ impl Kind {
     fn apply(self, x: f32) -> f32 {
         match self {
             Kind::Neg => -x,
-            Kind::Exp => fastmath::exp(x),
+            Kind::Exp => cold::exp(x),
             Kind::Log => x.ln(),
             Kind::Sqrt => x.sqrt(),
             Kind::Powf(p) => x.powf(p),
@@ -103,8 +131,8 @@ impl Kind {
                     x
                 }
             }
-            Kind::Gelu => fastmath::gelu(x),
-            Kind::Sigmoid => fastmath::sigmoid(x),
+            Kind::Gelu => cold::gelu(x),
+            Kind::Sigmoid => cold::sigmoid(x),
             Kind::Tanh => x.tanh(),
             // max(x, 0) + log(1 + e^{−|x|}): no overflow for large x, no underflow to 0 for
             // moderately negative x. NaN propagates through the second term.
@@ -145,7 +173,7 @@ impl Kind {
                 }
             }
             // d/dx [x·Φ(x)] = Φ(x) + x·φ(x).
-            Kind::Gelu => g * fastmath::gelu_grad(s),
+            Kind::Gelu => g * cold::gelu_grad(s),
             Kind::Sigmoid => g * s * (1.0 - s),
             Kind::Tanh => g * (1.0 - s * s),
             Kind::Softplus => g * sigmoid(s),
