@@ -29,7 +29,7 @@ const ROUND_MAGIC: f32 = 12_582_912.0;
 /// `exp(+∞) = +∞`, NaN propagates.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    let xc = x.clamp(EXP_MIN, 88.3762626647949); // n ≤ 127 in the exponent trick
+    let xc = x.clamp(EXP_MIN, 88.376_26); // n ≤ 127 in the exponent trick
     let n = (xc * LOG2E + ROUND_MAGIC) - ROUND_MAGIC;
     let r = (xc - n * LN2_HI) - n * LN2_LO;
     let mut p = 1.987_569_1e-4_f32;
@@ -37,7 +37,7 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let y = (p * r * r + r) + 1.0;
     let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
     let v = y * scale;
