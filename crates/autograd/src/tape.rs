@@ -27,6 +27,12 @@ use std::sync::Arc;
 pub(crate) trait BackwardOp {
     /// Accumulates the input gradients for `grad_out` (same shape as the op's output).
     fn backward(&self, grad_out: &Tensor, sink: &mut GradSink<'_>);
+
+    /// The same with the gradient handed over: ops that can reuse its buffer (reshape,
+    /// dropout, …) override this to avoid a copy. The tape always calls this one.
+    fn backward_owned(&self, grad_out: Tensor, sink: &mut GradSink<'_>) {
+        self.backward(&grad_out, sink);
+    }
 }
 
 struct Node {
@@ -250,7 +256,7 @@ impl Tape {
                 grads: parents,
                 nodes: &nodes[..i],
             };
-            op.backward(&g, &mut sink);
+            op.backward_owned(g, &mut sink);
         }
         let mut out = Gradients::default();
         for (i, g) in grads.into_iter().enumerate() {

@@ -8,6 +8,8 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Big per-step buffers are reused instead of re-faulted (docs/performance.md).
+    closeup_autograd::kernels::alloc::retain_freed_memory();
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,

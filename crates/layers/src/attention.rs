@@ -30,6 +30,19 @@ fn broadcastable_key_mask(
         .expect("same number of elements")
 }
 
+/// The `[B·H, 1, L]` keep-mask of a `[B, L]` key-padding mask, repeated for each of `heads`
+/// heads (row `b·H + h` is sequence `b`'s mask).
+fn per_head_key_mask(mask: &ArrayD<bool>, batch: usize, heads: usize, len: usize) -> ArrayD<bool> {
+    let m = broadcastable_key_mask(mask, batch, len, 3); // [B, 1, L]
+    let m = m
+        .broadcast(IxDyn(&[batch, heads, len]))
+        .expect("[B, 1, L] → [B, H, L]")
+        .as_standard_layout()
+        .into_owned();
+    m.into_shape_with_order(IxDyn(&[batch * heads, 1, len]))
+        .expect("same number of elements")
+}
+
 /// Multi-head scaled dot-product self-attention (Vaswani et al.) with a key-padding mask.
 ///
 /// Parameter names: `q.weight`, `q.bias`, `k.*`, `v.*`, `out.*`.
@@ -108,20 +121,21 @@ impl MultiHeadAttention {
         );
         let (batch, len) = (shape[0], shape[1]);
         let dh = self.dim() / self.heads;
-        let q = self.split_heads(self.q.forward(x), batch, len);
+        // The 1/√d_h scale goes on the queries ([B·H, L, d_h]), not on the scores
+        // ([B·H, L, L], L/d_h times larger); the scores stay [B·H, L, L] throughout (the mask is
+        // repeated per head instead), so no [B·H, L, L] tensor is copied by a reshape.
+        let q = self
+            .split_heads(self.q.forward(x), batch, len)
+            .mul_scalar(1.0 / (dh as f32).sqrt());
         let k = self.split_heads(self.k.forward(x), batch, len);
         let v = self.split_heads(self.v.forward(x), batch, len);
-        let scores = q
-            .matmul_t(k)
-            .mul_scalar(1.0 / (dh as f32).sqrt())
-            .reshape(&[batch, self.heads, len, len]);
+        let scores = q.matmul_t(k);
         let weights = match key_mask {
-            Some(m) => scores.masked_softmax(&broadcastable_key_mask(m, batch, len, 4)),
-            None => scores.softmax(3),
+            Some(m) => scores.masked_softmax(&per_head_key_mask(m, batch, self.heads, len)),
+            None => scores.softmax(2),
         };
         let weights = self.dropout.forward(weights, ctx);
         let context = weights
-            .reshape(&[batch * self.heads, len, len])
             .matmul(v)
             .reshape(&[batch, self.heads, len, dh])
             .permute(&[0, 2, 1, 3])

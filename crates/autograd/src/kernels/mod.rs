@@ -5,6 +5,8 @@
 //! rayon splits the work (bit-identical across thread counts). Reductions that cross elements
 //! are written with a fixed split (see the reduce ops) for the same reason.
 
+pub mod alloc;
+pub mod fastmath;
 pub mod gemm;
 
 use crate::Tensor;
@@ -95,4 +97,57 @@ pub fn map3(
     } else {
         z.map_collect(|&x, &y, &w| f(x, y, w))
     }
+}
+
+/// Elements per parallel task of the vectorized maps (a multiple of every SIMD width).
+const SIMD_CHUNK: usize = 1 << 14;
+
+/// [`map1`] through a vectorized slice kernel (one of [`fastmath`]'s, compiled for the CPU's
+/// widest SIMD), split in fixed chunks above the parallel threshold. `kernel` must compute
+/// `out[i] = f(x[i])` element by element, so the result does not depend on the split or the
+/// thread count; non-contiguous inputs take [`map1`] with `f`.
+pub fn map1_simd(
+    a: &ArrayViewD<'_, f32>,
+    kernel: fn(&[f32], &mut [f32]),
+    f: impl Fn(f32) -> f32 + Sync + Send,
+) -> Tensor {
+    let Some(x) = a.as_slice() else {
+        return map1(a, f);
+    };
+    let mut out = vec![0.0_f32; x.len()];
+    if use_parallel(x.len()) {
+        use rayon::prelude::*;
+        out.par_chunks_mut(SIMD_CHUNK)
+            .zip(x.par_chunks(SIMD_CHUNK))
+            .for_each(|(o, x)| kernel(x, o));
+    } else {
+        kernel(x, &mut out);
+    }
+    Tensor::from_shape_vec(a.raw_dim(), out).expect("same element count")
+}
+
+/// [`map2`] vectorized like [`map1_simd`] (non-contiguous inputs take [`map2`]).
+///
+/// # Panics
+/// If the shapes differ.
+pub fn map2_simd(
+    a: &ArrayViewD<'_, f32>,
+    b: &ArrayViewD<'_, f32>,
+    kernel: fn(&[f32], &[f32], &mut [f32]),
+    f: impl Fn(f32, f32) -> f32 + Sync + Send,
+) -> Tensor {
+    assert_eq!(a.shape(), b.shape(), "map2_simd: shapes differ");
+    let (Some(x), Some(y)) = (a.as_slice(), b.as_slice()) else {
+        return map2(a, b, f);
+    };
+    let mut out = vec![0.0_f32; x.len()];
+    if use_parallel(x.len()) {
+        use rayon::prelude::*;
+        out.par_chunks_mut(SIMD_CHUNK)
+            .zip(x.par_chunks(SIMD_CHUNK).zip(y.par_chunks(SIMD_CHUNK)))
+            .for_each(|(o, (x, y))| kernel(x, y, o));
+    } else {
+        kernel(x, y, &mut out);
+    }
+    Tensor::from_shape_vec(a.raw_dim(), out).expect("same element count")
 }

@@ -10,7 +10,7 @@
 //! The backward does not store the mask: it keeps `(s, threshold)` and recomputes the same hash
 //! (16 bytes instead of one bit or one float per element).
 
-use crate::kernels::use_parallel;
+use crate::kernels::{fastmath, use_parallel};
 use crate::tape::{BackwardOp, GradSink};
 use crate::{Tensor, Var};
 use rayon::prelude::*;
@@ -19,7 +19,7 @@ use rayon::prelude::*;
 const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// The SplitMix64 output for counter `i` of the stream seeded with `seed`.
-#[inline]
+#[inline(always)]
 fn splitmix64(seed: u64, i: u64) -> u64 {
     let mut z = seed.wrapping_add(i.wrapping_add(1).wrapping_mul(GAMMA));
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -46,27 +46,36 @@ impl Mask {
         }
     }
 
-    #[inline]
-    fn factor(&self, i: usize) -> f32 {
-        if splitmix64(self.seed, i as u64) >= self.threshold {
-            self.scale
-        } else {
-            0.0
-        }
+    /// `x[i] · factor(i)` in place for a row-major slice whose first element has index `start`,
+    /// vectorized (the 64-bit hash runs in SIMD lanes; see [`fastmath::dispatch`]).
+    fn apply_chunk(&self, start: usize, x: &mut [f32]) {
+        let (seed, threshold, scale) = (self.seed, self.threshold, self.scale);
+        fastmath::dispatch(
+            #[inline(always)]
+            || {
+                for (i, v) in x.iter_mut().enumerate() {
+                    let keep = splitmix64(seed, (start + i) as u64) >= threshold;
+                    *v *= if keep { scale } else { 0.0 };
+                }
+            },
+        )
     }
 
-    /// `x[i] · factor(i)` for every element of a row-major slice.
-    fn apply(&self, x: &[f32]) -> Vec<f32> {
-        let mut out = vec![0.0_f32; x.len()];
-        let f = |(i, (o, &x)): (usize, (&mut f32, &f32))| *o = x * self.factor(i);
+    /// `x[i] · factor(i)` in place for every element of a row-major slice; each element is
+    /// computed on its own, so the result is independent of the (fixed) chunking.
+    fn apply_in_place(&self, x: &mut [f32]) {
         if use_parallel(x.len()) {
-            out.par_iter_mut().zip(x.par_iter()).enumerate().for_each(f);
+            x.par_chunks_mut(CHUNK)
+                .enumerate()
+                .for_each(|(c, x)| self.apply_chunk(c * CHUNK, x));
         } else {
-            out.iter_mut().zip(x.iter()).enumerate().for_each(f);
+            self.apply_chunk(0, x);
         }
-        out
     }
 }
+
+/// Elements per parallel task.
+const CHUNK: usize = 1 << 14;
 
 struct DropoutBackward {
     x: usize,
@@ -75,15 +84,22 @@ struct DropoutBackward {
 
 impl BackwardOp for DropoutBackward {
     fn backward(&self, g: &Tensor, sink: &mut GradSink<'_>) {
+        self.backward_owned(g.clone(), sink);
+    }
+
+    /// Masks the incoming gradient in place: no new buffer.
+    fn backward_owned(&self, g: Tensor, sink: &mut GradSink<'_>) {
         if !sink.wants(self.x) {
             return;
         }
-        let g = g.as_standard_layout();
-        let dx = self.mask.apply(g.as_slice().expect("standard layout"));
-        sink.add(
-            self.x,
-            Tensor::from_shape_vec(g.raw_dim(), dx).expect("same shape"),
-        );
+        let mut g = if g.is_standard_layout() {
+            g
+        } else {
+            g.as_standard_layout().into_owned()
+        };
+        self.mask
+            .apply_in_place(g.as_slice_mut().expect("standard layout"));
+        sink.add(self.x, g);
     }
 }
 
@@ -112,12 +128,8 @@ impl<'t> Var<'t> {
             return self;
         }
         let mask = Mask::new(p, rng.next_u64());
-        let v = self.value();
-        let out = Tensor::from_shape_vec(
-            v.raw_dim(),
-            mask.apply(v.as_slice().expect("standard layout")),
-        )
-        .expect("same shape");
+        let mut out = (*self.value()).clone();
+        mask.apply_in_place(out.as_slice_mut().expect("standard layout"));
         self.tape
             .record(&[self], out, || DropoutBackward { x: self.id, mask })
     }
@@ -141,6 +153,21 @@ mod tests {
         // First outputs of SplitMix64 seeded with 1234567 (the reference C implementation).
         assert_eq!(splitmix64(1_234_567, 0), 6_457_827_717_110_365_317);
         assert_eq!(splitmix64(1_234_567, 1), 3_203_168_211_198_807_973);
+    }
+
+    #[test]
+    fn vectorized_in_place_mask_equals_the_scalar_definition() {
+        // The SIMD, chunked, in-place kernel against the module docs' formula, element by
+        // element, on a length that is not a multiple of any vector width or chunk.
+        let n = 3 * (1 << 14) + 17;
+        let x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+        let mask = super::Mask::new(0.2, 0xDEAD_BEEF);
+        let mut y = x.clone();
+        mask.apply_in_place(&mut y);
+        for (i, (&x, &y)) in x.iter().zip(&y).enumerate() {
+            let keep = splitmix64(mask.seed, i as u64) >= mask.threshold;
+            assert_eq!(y, x * if keep { mask.scale } else { 0.0 }, "element {i}");
+        }
     }
 
     #[test]

@@ -56,6 +56,19 @@ impl BackwardOp for ReshapeBackward {
             .expect("same element count");
         sink.add_view(self.x, g.view());
     }
+
+    /// A standard-layout gradient is reshaped without a copy.
+    fn backward_owned(&self, g: Tensor, sink: &mut GradSink<'_>) {
+        if !g.is_standard_layout() {
+            return self.backward(&g, sink);
+        }
+        if sink.wants(self.x) {
+            let g = g
+                .into_shape_with_order(IxDyn(&self.in_shape))
+                .expect("same element count");
+            sink.add(self.x, g);
+        }
+    }
 }
 
 fn reshape_impl<'t>(x: Var<'t>, shape: &[usize]) -> Var<'t> {

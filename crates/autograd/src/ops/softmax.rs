@@ -13,7 +13,7 @@
 //! such a lane's inputs is exactly zero.
 
 use super::unary::{SavedOutput, record_with_output};
-use crate::kernels::use_parallel;
+use crate::kernels::{fastmath, use_parallel};
 use crate::tape::{BackwardOp, GradSink};
 use crate::{Tensor, Var};
 use ndarray::{ArrayD, ArrayView1, ArrayViewMut1, Axis, IxDyn, Zip};
@@ -32,12 +32,7 @@ fn softmax_lane(x: ArrayView1<'_, f32>, mut y: ArrayViewMut1<'_, f32>, log: bool
         y.fill(if log { f32::NEG_INFINITY } else { 0.0 });
         return;
     }
-    let mut sum = 0.0_f32;
-    Zip::from(&mut y).and(&x).for_each(|y, &x| {
-        let e = (x - m).exp();
-        *y = e;
-        sum += e;
-    });
+    let sum = exp_shifted(x, m, None, y.view_mut());
     if log {
         let log_sum = sum.ln();
         Zip::from(&mut y)
@@ -63,13 +58,36 @@ fn masked_softmax_lane(
         y.fill(0.0);
         return;
     }
-    let mut sum = 0.0_f32;
-    Zip::from(&mut y).and(&x).and(&keep).for_each(|y, &x, &k| {
-        let e = if k { (x - m).exp() } else { 0.0 };
-        *y = e;
-        sum += e;
-    });
-    y.mapv_inplace(|e| e / sum);
+    let sum = exp_shifted(x, m, Some(keep), y.view_mut());
+    let inv = 1.0 / sum;
+    y.mapv_inplace(|e| e * inv);
+}
+
+/// `y = e^{x − m}` (0 where `keep` is false) with the vectorized [`fastmath::exp`]; returns
+/// `Σ y`, summed serially in index order.
+fn exp_shifted(
+    x: ArrayView1<'_, f32>,
+    m: f32,
+    keep: Option<ArrayView1<'_, bool>>,
+    mut y: ArrayViewMut1<'_, f32>,
+) -> f32 {
+    match (
+        x.as_slice(),
+        keep.as_ref().map(|k| k.as_slice()),
+        y.as_slice_mut(),
+    ) {
+        (Some(x), None, Some(y)) => fastmath::exp_shifted_slice(x, m, None, y),
+        (Some(x), Some(Some(k)), Some(y)) => fastmath::exp_shifted_slice(x, m, Some(k), y),
+        _ => match keep {
+            Some(k) => Zip::from(&mut y).and(&x).and(&k).for_each(|y, &x, &k| {
+                *y = if k { fastmath::exp(x - m) } else { 0.0 };
+            }),
+            None => Zip::from(&mut y)
+                .and(&x)
+                .for_each(|y, &x| *y = fastmath::exp(x - m)),
+        },
+    }
+    y.iter().fold(0.0_f32, |s, &e| s + e)
 }
 
 /// Softmax backward for one lane: `dx = y ⊙ (dy − Σ dy ⊙ y)`. Zero wherever `y` is zero, so
@@ -101,7 +119,7 @@ fn log_softmax_backward_lane(
     Zip::from(&mut dx)
         .and(&y)
         .and(&dy)
-        .for_each(|dx, &y, &g| *dx = g - y.exp() * sum);
+        .for_each(|dx, &y, &g| *dx = g - fastmath::exp(y) * sum);
 }
 
 fn check_axis(op: &str, shape: &[usize], axis: usize) {

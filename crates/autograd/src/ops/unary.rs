@@ -6,16 +6,12 @@
 //! output. Both loops go through [`map1`] / [`map2`], so they are serial below the parallel
 //! threshold, parallel above it, and bit-identical across thread counts.
 
-use crate::kernels::{map1, map2};
+use crate::kernels::{fastmath, map1, map1_simd, map2, map2_simd};
 use crate::tape::{BackwardOp, GradSink};
 use crate::{Tape, Tensor, Var};
 use std::cell::OnceCell;
-use std::f32::consts::FRAC_1_SQRT_2;
 use std::rc::Rc;
 use std::sync::Arc;
-
-/// `1/√(2π)`, the peak of the standard normal density.
-const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
 /// The output of an op, for backward ops that need it (`exp`, `sigmoid`, `softmax`, ...).
 ///
@@ -68,6 +64,34 @@ pub(super) fn sigmoid(x: f32) -> f32 {
     }
 }
 
+/// Out-of-line scalar calls of the [`fastmath`] functions for [`Kind::apply`] / [`Kind::grad`]:
+/// inlined there they made both functions too large to inline, and every cheap kind (ReLU,
+/// square, …) then paid a call per element. The vectorized slice kernels are used for whole
+/// tensors; these serve the strided fallback.
+mod cold {
+    use crate::kernels::fastmath;
+
+    #[inline(never)]
+    pub(super) fn exp(x: f32) -> f32 {
+        fastmath::exp(x)
+    }
+
+    #[inline(never)]
+    pub(super) fn gelu(x: f32) -> f32 {
+        fastmath::gelu(x)
+    }
+
+    #[inline(never)]
+    pub(super) fn gelu_grad(x: f32) -> f32 {
+        fastmath::gelu_grad(x)
+    }
+
+    #[inline(never)]
+    pub(super) fn sigmoid(x: f32) -> f32 {
+        fastmath::sigmoid(x)
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     Neg,
@@ -95,7 +119,7 @@ impl Kind {
     fn apply(self, x: f32) -> f32 {
         match self {
             Kind::Neg => -x,
-            Kind::Exp => x.exp(),
+            Kind::Exp => cold::exp(x),
             Kind::Log => x.ln(),
             Kind::Sqrt => x.sqrt(),
             Kind::Powf(p) => x.powf(p),
@@ -107,8 +131,8 @@ impl Kind {
                     x
                 }
             }
-            Kind::Gelu => 0.5 * x * (1.0 + libm::erff(x * FRAC_1_SQRT_2)),
-            Kind::Sigmoid => sigmoid(x),
+            Kind::Gelu => cold::gelu(x),
+            Kind::Sigmoid => cold::sigmoid(x),
             Kind::Tanh => x.tanh(),
             // max(x, 0) + log(1 + e^{−|x|}): no overflow for large x, no underflow to 0 for
             // moderately negative x. NaN propagates through the second term.
@@ -149,11 +173,7 @@ impl Kind {
                 }
             }
             // d/dx [x·Φ(x)] = Φ(x) + x·φ(x).
-            Kind::Gelu => {
-                let cdf = 0.5 * (1.0 + libm::erff(s * FRAC_1_SQRT_2));
-                let pdf = FRAC_1_SQRT_2PI * (-0.5 * s * s).exp();
-                g * (cdf + s * pdf)
-            }
+            Kind::Gelu => g * cold::gelu_grad(s),
             Kind::Sigmoid => g * s * (1.0 - s),
             Kind::Tanh => g * (1.0 - s * s),
             Kind::Softplus => g * sigmoid(s),
@@ -188,6 +208,13 @@ impl BackwardOp for UnaryBackward {
         let kind = self.kind;
         let dx = match &self.saved {
             Saved::Nothing => map1(&g.view(), move |g| kind.grad(g, 0.0)),
+            // The transcendental backward gets the vectorized loop (`kind` is fixed per loop).
+            Saved::Input(x) if matches!(kind, Kind::Gelu) => map2_simd(
+                &g.view(),
+                &x.view(),
+                fastmath::gelu_backward_slice,
+                |g, s| g * fastmath::gelu_grad(s),
+            ),
             Saved::Input(x) => map2(&g.view(), &x.view(), move |g, s| kind.grad(g, s)),
             Saved::Output(y) => map2(&g.view(), &y.get().view(), move |g, s| kind.grad(g, s)),
         };
@@ -197,7 +224,13 @@ impl BackwardOp for UnaryBackward {
 
 fn unary(kind: Kind, x: Var<'_>) -> Var<'_> {
     let x_val = x.value();
-    let out = map1(&x_val.view(), move |v| kind.apply(v));
+    // The transcendental kinds get a vectorized loop of their own (no `match` per element).
+    let out = match kind {
+        Kind::Exp => map1_simd(&x_val.view(), fastmath::exp_slice, fastmath::exp),
+        Kind::Gelu => map1_simd(&x_val.view(), fastmath::gelu_slice, fastmath::gelu),
+        Kind::Sigmoid => map1_simd(&x_val.view(), fastmath::sigmoid_slice, fastmath::sigmoid),
+        _ => map1(&x_val.view(), move |v| kind.apply(v)),
+    };
     let id = x.id;
     match kind.reads() {
         Reads::Nothing => x.tape.record(&[x], out, || UnaryBackward {

@@ -1,5 +1,6 @@
 //! Subcommands of the `closeup` binary, one module each.
 
+mod bench;
 mod blend;
 mod churn;
 mod common;
@@ -56,6 +57,9 @@ enum Command {
     Gates(gates::GatesArgs),
     /// Grid search over experts, expert shapes and d_model: validation AUC per configuration.
     Grid(grid::GridArgs),
+    /// Time the reference model: training steps and serving requests (docs/performance.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Runs the parsed command.
@@ -71,6 +75,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Churn(args) => churn::run(args),
         Command::Gates(args) => gates::run(args),
         Command::Grid(args) => grid::run(args),
+        Command::Bench(cmd) => bench::run(cmd),
     }
 }
 

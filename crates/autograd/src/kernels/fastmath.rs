@@ -1,0 +1,272 @@
+//! Branch-free, vectorizable `exp`, `erf`, GELU and sigmoid, and slice kernels built on them.
+//!
+//! `std`'s `f32::exp` and `libm::erff` are scalar calls (~20 cycles each); the element-wise
+//! transcendentals of a training step (softmax over `[B·H, L, L]`, GELU over `[B, L, 256]`)
+//! spent most of their time there. The functions here are straight-line arithmetic on `f32`
+//! bits, so loops over slices auto-vectorize; [`dispatch`] runs such a loop compiled for the
+//! widest instruction set the CPU has (AVX-512 / AVX2, detected at run time by `pulp`, falling
+//! back to the baseline), with no `unsafe` here.
+//!
+//! Accuracy (checked against `f64` in the tests): `exp` ≤ 2 ulp (relative error < 2.5·10⁻⁷)
+//! over its whole range; `erf` absolute error < 3·10⁻⁷ (relative < 2.5·10⁻⁷ below 1, where `erf` is small); results are
+//! identical for every instruction set, because only `+ − × ÷` and bit operations are used
+//! (no FMA contraction: Rust never fuses `a * b + c` on its own).
+
+/// `log2(e)`.
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+/// `ln 2` split in a high part exact in f32 and a low correction (Cody–Waite).
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+/// Below this, `e^x` is under the smallest normal f32: the result is flushed to 0.
+const EXP_MIN: f32 = -87.336_55;
+/// Above this, `e^x` overflows: the result is `+∞`.
+const EXP_MAX: f32 = 88.722_84;
+/// `1.5·2²³`: adding and subtracting it rounds an `f32` of magnitude < 2²² to an integer.
+const ROUND_MAGIC: f32 = 12_582_912.0;
+
+/// `e^x`: Cody–Waite range reduction `x = n·ln 2 + r`, `|r| ≤ ln 2 / 2`, and the Cephes
+/// degree-5 polynomial for `e^r`; `2ⁿ` is built in the exponent bits. `exp(−∞) = 0`,
+/// `exp(+∞) = +∞`, NaN propagates.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    let xc = x.clamp(EXP_MIN, 88.376_26); // n ≤ 127 in the exponent trick
+    let n = (xc * LOG2E + ROUND_MAGIC) - ROUND_MAGIC;
+    let r = (xc - n * LN2_HI) - n * LN2_LO;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let y = (p * r * r + r) + 1.0;
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let v = y * scale;
+    // Select, not branch: keeps the loop vectorizable. NaN fails both tests and stays NaN.
+    let v = if x < EXP_MIN { 0.0 } else { v };
+    if x > EXP_MAX { f32::INFINITY } else { v }
+}
+
+/// `erf(x)`: its Maclaurin series for `|x| < 1`, Abramowitz & Stegun 7.1.26 (with [`exp`])
+/// above; absolute error < 3·10⁻⁷.
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    // |x| < 1: the Maclaurin series 2/√π · Σ (−1)ⁿ x²ⁿ⁺¹ / (n!(2n+1)), n ≤ 10.
+    let z = x * x;
+    let mut s = 1.0 / 76_204_800.0_f32;
+    s = s * z - 1.0 / 6_894_720.0;
+    s = s * z + 1.0 / 685_440.0;
+    s = s * z - 1.0 / 75_600.0;
+    s = s * z + 1.0 / 9360.0;
+    s = s * z - 1.0 / 1320.0;
+    s = s * z + 1.0 / 216.0;
+    s = s * z - 1.0 / 42.0;
+    s = s * z + 1.0 / 10.0;
+    s = s * z - 1.0 / 3.0;
+    s = s * z + 1.0;
+    let small = std::f32::consts::FRAC_2_SQRT_PI * x * s;
+    // |x| ≥ 1: 1 − (a1 t + … + a5 t⁵) e^{−x²}, t = 1 / (1 + p|x|).
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let mut q = 1.061_405_4_f32;
+    q = q * t - 1.453_152_1;
+    q = q * t + 1.421_413_8;
+    q = q * t - 0.284_496_74;
+    q = q * t + 0.254_829_6;
+    let large = 1.0 - q * t * exp(-z);
+    let large = if x < 0.0 { -large } else { large };
+    if a < 1.0 { small } else { large }
+}
+
+/// The exact GELU `x·Φ(x) = 0.5·x·(1 + erf(x/√2))`.
+#[inline(always)]
+pub fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// `d/dx GELU(x) = Φ(x) + x·φ(x)`.
+#[inline(always)]
+pub fn gelu_grad(x: f32) -> f32 {
+    const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+    let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+    let pdf = FRAC_1_SQRT_2PI * exp(-0.5 * x * x);
+    cdf + x * pdf
+}
+
+/// The logistic function `1 / (1 + e^{−x})`; exact limits 0 and 1, never NaN for finite `x`.
+#[inline(always)]
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+/// Runs `f` compiled for the best instruction set of this CPU (AVX-512, AVX2 or baseline).
+/// `f` should be a plain loop over slices calling the `#[inline(always)]` functions above.
+#[inline(always)]
+pub fn dispatch<R>(f: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(f)
+}
+
+/// Defines a vectorized slice kernel `out[i] = f(x[i])` over one of the functions above.
+/// (A macro, not a generic taking `impl Fn`: a closure passed through the dispatch is not
+/// reliably inlined into the SIMD-compiled loop, and a per-element call loses the gain.)
+macro_rules! slice_kernel {
+    ($(#[$doc:meta])* $name:ident, |$x:ident| $body:expr) => {
+        $(#[$doc])*
+        ///
+        /// # Panics
+        /// If the lengths differ.
+        pub fn $name(x: &[f32], out: &mut [f32]) {
+            assert_eq!(x.len(), out.len(), "{}: lengths differ", stringify!($name));
+            dispatch(
+                #[inline(always)]
+                || {
+                    for (o, &$x) in out.iter_mut().zip(x) {
+                        *o = $body;
+                    }
+                },
+            )
+        }
+    };
+}
+
+slice_kernel!(
+    /// `out = exp(x)` element-wise.
+    exp_slice,
+    |v| exp(v)
+);
+slice_kernel!(
+    /// `out = gelu(x)` element-wise.
+    gelu_slice,
+    |v| gelu(v)
+);
+slice_kernel!(
+    /// `out = sigmoid(x)` element-wise.
+    sigmoid_slice,
+    |v| sigmoid(v)
+);
+
+/// `out = g · GELU'(x)` element-wise.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn gelu_backward_slice(g: &[f32], x: &[f32], out: &mut [f32]) {
+    assert!(
+        g.len() == out.len() && x.len() == out.len(),
+        "gelu_backward_slice: lengths differ"
+    );
+    dispatch(
+        #[inline(always)]
+        || {
+            for ((o, &g), &x) in out.iter_mut().zip(g).zip(x) {
+                *o = g * gelu_grad(x);
+            }
+        },
+    )
+}
+
+/// `y = e^{x − m}`, and 0 where `keep` is false (when given).
+///
+/// # Panics
+/// If the lengths differ.
+pub fn exp_shifted_slice(x: &[f32], m: f32, keep: Option<&[bool]>, y: &mut [f32]) {
+    assert_eq!(x.len(), y.len(), "exp_shifted_slice: lengths differ");
+    match keep {
+        None => dispatch(
+            #[inline(always)]
+            || {
+                for (y, &x) in y.iter_mut().zip(x) {
+                    *y = exp(x - m);
+                }
+            },
+        ),
+        Some(k) => {
+            assert_eq!(k.len(), y.len(), "exp_shifted_slice: mask length differs");
+            dispatch(
+                #[inline(always)]
+                || {
+                    for ((y, &x), &k) in y.iter_mut().zip(x).zip(k) {
+                        let e = exp(x - m);
+                        *y = if k { e } else { 0.0 };
+                    }
+                },
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grid(lo: f32, hi: f32, n: usize) -> impl Iterator<Item = f32> {
+        (0..=n).map(move |i| lo + (hi - lo) * i as f32 / n as f32)
+    }
+
+    #[test]
+    fn exp_is_accurate_over_its_range() {
+        for x in grid(-87.0, 88.0, 200_000).chain(grid(-1.0, 1.0, 10_000)) {
+            let want = f64::from(x).exp();
+            let got = f64::from(exp(x));
+            assert!(
+                ((got - want) / want).abs() < 2.5e-7,
+                "exp({x}) = {got}, want {want}"
+            );
+        }
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp(-100.0), 0.0);
+        assert_eq!(exp(f32::INFINITY), f32::INFINITY);
+        assert_eq!(exp(100.0), f32::INFINITY);
+        assert!(exp(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn erf_gelu_sigmoid_match_the_reference() {
+        for x in grid(-8.0, 8.0, 100_000) {
+            let want = libm::erf(f64::from(x));
+            let got = f64::from(erf(x));
+            assert!((got - want).abs() < 3e-7, "erf({x}) = {got}, want {want}");
+            assert!(
+                x.abs() >= 1.0 || (got - want).abs() <= 2.5e-7 * want.abs(),
+                "erf({x}) relative"
+            );
+            let xd = f64::from(x);
+            let cdf = 0.5 * (1.0 + libm::erf(xd / std::f64::consts::SQRT_2));
+            let g = xd * cdf;
+            // The erf error is scaled by |x|/2, plus the rounding of the f32 result.
+            assert!((f64::from(gelu(x)) - g).abs() < 2e-7 * (1.0 + xd.abs()));
+            let dg = cdf + xd * (-0.5 * xd * xd).exp() / (2.0 * std::f64::consts::PI).sqrt();
+            assert!((f64::from(gelu_grad(x)) - dg).abs() < 4e-7 * (1.0 + xd.abs()));
+            let s = 1.0 / (1.0 + (-xd).exp());
+            assert!((f64::from(sigmoid(x)) - s).abs() < 2e-7);
+        }
+        assert_eq!(sigmoid(-200.0), 0.0);
+        assert_eq!(sigmoid(200.0), 1.0);
+        assert!(erf(f32::NAN).is_nan() && gelu(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn slice_kernels_equal_the_scalar_functions() {
+        let x: Vec<f32> = grid(-20.0, 20.0, 1001).collect();
+        let mut out = vec![0.0; x.len()];
+        let same = |out: &[f32], f: &dyn Fn(f32) -> f32| {
+            x.iter()
+                .zip(out)
+                .all(|(&v, &o)| o.to_bits() == f(v).to_bits())
+        };
+        exp_slice(&x, &mut out);
+        assert!(same(&out, &exp));
+        gelu_slice(&x, &mut out);
+        assert!(same(&out, &gelu));
+        sigmoid_slice(&x, &mut out);
+        assert!(same(&out, &sigmoid));
+        gelu_backward_slice(&x, &x, &mut out);
+        assert!(same(&out, &|v| v * gelu_grad(v)));
+        exp_shifted_slice(&x, 1.5, None, &mut out);
+        assert!(same(&out, &|v| exp(v - 1.5)));
+        let keep: Vec<bool> = (0..x.len()).map(|i| i % 3 != 0).collect();
+        exp_shifted_slice(&x, 1.5, Some(&keep), &mut out);
+        for (i, (&v, &o)) in x.iter().zip(&out).enumerate() {
+            assert_eq!(o, if keep[i] { exp(v - 1.5) } else { 0.0 });
+        }
+    }
+}
