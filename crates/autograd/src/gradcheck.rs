@@ -113,6 +113,29 @@ impl GradCheck {
     }
 }
 
+/// The value of `f` at `inputs` and the gradient of `⟨randn(seed), f⟩` with respect to each
+/// input — the pieces a test needs to compare a fused op with its composed slow path, or two
+/// runs bit for bit.
+pub fn value_and_grads<F>(inputs: &[Tensor], seed: u64, f: F) -> (Tensor, Vec<Tensor>)
+where
+    F: for<'t> Fn(&'t Tape, &[Var<'t>]) -> Var<'t>,
+{
+    let tape = Tape::new();
+    let vars: Vec<Var<'_>> = inputs.iter().map(|x| tape.leaf(x.clone())).collect();
+    let out = f(&tape, &vars);
+    let val = (*out.value()).clone();
+    let grads = tape.backward_with_seed(out, randn(val.shape(), seed));
+    let gs = vars
+        .iter()
+        .map(|&v| {
+            grads
+                .wrt(v)
+                .unwrap_or_else(|| Tensor::zeros(v.value().raw_dim()))
+        })
+        .collect();
+    (val, gs)
+}
+
 /// Panics with a report unless `f`'s gradients pass a default [`GradCheck`].
 ///
 /// # Panics

@@ -232,7 +232,7 @@ impl<'t> Var<'t> {
 
 #[cfg(test)]
 mod tests {
-    use crate::gradcheck::{assert_gradients, randn};
+    use crate::gradcheck::{assert_gradients, randn, value_and_grads};
     use crate::{Tape, Tensor, Var};
     use ndarray::{IxDyn, array};
 
@@ -248,26 +248,6 @@ mod tests {
 
     fn row(t: &Tensor, i: usize) -> Vec<f32> {
         t.index_axis(ndarray::Axis(0), i).iter().copied().collect()
-    }
-
-    fn value_and_grads<F>(inputs: &[Tensor], seed: u64, f: F) -> (Tensor, Vec<Tensor>)
-    where
-        F: for<'t> Fn(&'t Tape, &[Var<'t>]) -> Var<'t>,
-    {
-        let tape = Tape::new();
-        let vars: Vec<Var<'_>> = inputs.iter().map(|x| tape.leaf(x.clone())).collect();
-        let out = f(&tape, &vars);
-        let val = (*out.value()).clone();
-        let grads = tape.backward_with_seed(out, randn(val.shape(), seed));
-        let gs = vars
-            .iter()
-            .map(|&v| {
-                grads
-                    .wrt(v)
-                    .unwrap_or_else(|| Tensor::zeros(v.value().raw_dim()))
-            })
-            .collect();
-        (val, gs)
     }
 
     /// The composed slow path from binary ops: row means as a matmul with a `[D, 1]` column of
