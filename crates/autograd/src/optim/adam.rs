@@ -276,30 +276,11 @@ impl Optimizer for Adam {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_util::grads_of;
+    use super::super::test_util::{M, grads_of};
     use super::*;
     use crate::Tape;
-    use crate::param::{Param, ParamVisitor, ParamVisitorMut};
+    use crate::param::Param;
     use ndarray::{Axis, IxDyn, array};
-
-    #[derive(Debug)]
-    struct M {
-        w: Param,
-        frozen: Param,
-        table: Param,
-    }
-    impl Parameterized for M {
-        fn visit_params<'a>(&'a self, v: &mut ParamVisitor<'_, 'a>) {
-            v.param("w", &self.w);
-            v.param("frozen", &self.frozen);
-            v.param("table", &self.table);
-        }
-        fn visit_params_mut(&mut self, v: &mut ParamVisitorMut<'_>) {
-            v.param("w", &mut self.w);
-            v.param("frozen", &mut self.frozen);
-            v.param("table", &mut self.table);
-        }
-    }
 
     fn model() -> M {
         M {

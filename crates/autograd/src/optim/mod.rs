@@ -450,6 +450,28 @@ pub(crate) mod test_util {
     use super::*;
     use ndarray::ArrayView2;
 
+    /// A model with a dense vector `w`, a parameter `frozen` that tests leave without a
+    /// gradient, and an embedding-like `table` for row-sparse updates.
+    #[derive(Debug)]
+    pub(crate) struct M {
+        pub(crate) w: Param,
+        pub(crate) frozen: Param,
+        pub(crate) table: Param,
+    }
+
+    impl Parameterized for M {
+        fn visit_params<'a>(&'a self, v: &mut ParamVisitor<'_, 'a>) {
+            v.param("w", &self.w);
+            v.param("frozen", &self.frozen);
+            v.param("table", &self.table);
+        }
+        fn visit_params_mut(&mut self, v: &mut ParamVisitorMut<'_>) {
+            v.param("w", &mut self.w);
+            v.param("frozen", &mut self.frozen);
+            v.param("table", &mut self.table);
+        }
+    }
+
     /// Gradients with the given dense and row-sparse entries.
     pub(crate) fn grads_of(
         dense: &[(&Param, Tensor)],
