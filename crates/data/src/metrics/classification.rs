@@ -16,6 +16,14 @@ fn check_lengths(what: &str, n: usize, other: usize) {
     );
 }
 
+/// Panics unless `labels` (and `weights`, when given) have one entry per score.
+fn check_inputs<L>(n: usize, labels: &[L], weights: Option<&[f64]>) {
+    check_lengths("labels", n, labels.len());
+    if let Some(w) = weights {
+        check_lengths("weights", n, w.len());
+    }
+}
+
 fn weight_at(weights: Option<&[f64]>, i: usize) -> f64 {
     match weights {
         None => 1.0,
@@ -50,10 +58,7 @@ pub fn auc<S: Copy + Into<f64>>(
     weights: Option<&[f64]>,
 ) -> Option<f64> {
     let n = scores.len();
-    check_lengths("labels", n, labels.len());
-    if let Some(w) = weights {
-        check_lengths("weights", n, w.len());
-    }
+    check_inputs(n, labels, weights);
     let mut order: Vec<(f64, bool, f64)> = (0..n)
         .map(|i| (scores[i].into(), labels[i], weight_at(weights, i)))
         .collect();
@@ -93,10 +98,7 @@ pub fn logloss<S: Copy + Into<f64>>(
     weights: Option<&[f64]>,
 ) -> Option<f64> {
     let n = scores.len();
-    check_lengths("labels", n, labels.len());
-    if let Some(w) = weights {
-        check_lengths("weights", n, w.len());
-    }
+    check_inputs(n, labels, weights);
     let (mut total, mut wsum) = (0.0, 0.0);
     for i in 0..n {
         let w = weight_at(weights, i);
@@ -119,10 +121,7 @@ pub fn calibration<S: Copy + Into<f64>>(
     weights: Option<&[f64]>,
 ) -> Option<f64> {
     let n = scores.len();
-    check_lengths("labels", n, labels.len());
-    if let Some(w) = weights {
-        check_lengths("weights", n, w.len());
-    }
+    check_inputs(n, labels, weights);
     let (mut pred, mut obs) = (0.0, 0.0);
     for i in 0..n {
         let w = weight_at(weights, i);
@@ -170,10 +169,7 @@ impl TaskMetrics {
         weights: Option<&[f64]>,
     ) -> Self {
         let n_all = scores.len();
-        check_lengths("labels", n_all, labels.len());
-        if let Some(w) = weights {
-            check_lengths("weights", n_all, w.len());
-        }
+        check_inputs(n_all, labels, weights);
         let kept: Vec<usize> = (0..n_all).filter(|&i| labels[i].is_some()).collect();
         let s: Vec<f64> = kept.iter().map(|&i| scores[i].into()).collect();
         let y: Vec<bool> = kept.iter().map(|&i| labels[i] == Some(true)).collect();
