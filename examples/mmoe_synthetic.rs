@@ -15,7 +15,7 @@
 //! `mmoe_synthetic_curves_p{50,90,100}.svg` (mean test MSE per epoch, Fig. 4) and
 //! `mmoe_synthetic_hist_p{50,90,100}.svg` (histogram of the final test MSE over runs, Fig. 5).
 //!
-//! Run: `cargo run --release --example mmoe_synthetic -- --threads 1 [--seeds 16 --epochs 30
+//! Run: `cargo run --release --example mmoe_synthetic -- --threads 1 [--seeds 16 --epochs 30 --lr 3e-3
 //! --out docs/experiments/figures]`
 
 use anyhow::{Context, Result, bail};
@@ -276,7 +276,7 @@ fn main() -> Result<()> {
         seeds: arg(&args, "--seeds", 16)?,
         epochs: arg(&args, "--epochs", 30)?,
         batch: arg(&args, "--batch", 128)?,
-        lr: arg(&args, "--lr", 1e-3)?,
+        lr: arg(&args, "--lr", 3e-3)?,
         train: arg(&args, "--train", 10_000)?,
         test: arg(&args, "--test", 2_000)?,
         out: PathBuf::from(arg(

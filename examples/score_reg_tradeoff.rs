@@ -13,7 +13,7 @@
 //! against mean |Δp|, one point per λ).
 //!
 //! Run: `cargo run --release --example score_reg_tradeoff -- --threads 1 [--pairs 3
-//! --lambdas 0,1,3,10,30,100,300 --size quick --out docs/experiments/figures]`
+//! --lambdas 0,1,3,10,30,100,300,1000 --size quick --out docs/experiments/figures]`
 
 use anyhow::{Context, Result, bail};
 use closeup::autograd::{init_thread_pool, num_threads};
@@ -118,7 +118,7 @@ struct Point {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let pairs: u64 = arg(&args, "--pairs", 3)?;
-    let lambdas: Vec<f32> = arg(&args, "--lambdas", "0,1,3,10,30,100,300".to_string())?
+    let lambdas: Vec<f32> = arg(&args, "--lambdas", "0,1,3,10,30,100,300,1000".to_string())?
         .split(',')
         .map(|s| s.trim().parse::<f32>())
         .collect::<Result<_, _>>()
