@@ -406,6 +406,26 @@ fn main() -> Result<()> {
             .collect();
         println!("| {p} | {} |", cells.join(" | "));
     }
+    println!(
+        "\nPaired by run (same data and model seed): mean difference of the final test MSE \
+         ± its standard error, and in how many runs the second model has the lower loss:\n"
+    );
+    println!("| correlation | OMoE − MMoE | MMoE wins | shared-bottom − MMoE | MMoE wins | shared-bottom − OMoE | OMoE wins |");
+    println!("|---|---|---|---|---|---|---|");
+    for (p, _, finals, _) in &table {
+        let pair = |a: usize, b: usize| {
+            let d: Vec<f64> = finals[a].1.iter().zip(&finals[b].1).map(|(x, y)| x - y).collect();
+            let (m, sd) = mean_sd(&d);
+            let wins = d.iter().filter(|&&x| x > 0.0).count();
+            format!(
+                "{m:+.4} ± {:.4} | {wins} of {} ",
+                sd / (d.len() as f64).sqrt(),
+                d.len()
+            )
+        };
+        // Columns of `finals`: shared-bottom, OMoE, MMoE.
+        println!("| {p} | {}| {}| {}|", pair(1, 2), pair(0, 2), pair(0, 1));
+    }
     println!("\nTraining curves (Fig. 4): mean test MSE over runs after some epochs:\n");
     println!("| correlation | epoch | shared-bottom | OMoE | MMoE |");
     println!("|---|---|---|---|---|");
