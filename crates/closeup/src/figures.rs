@@ -185,13 +185,19 @@ pub fn line_chart(
     ticks.sort_by(f64::total_cmp);
     ticks.dedup();
     let every = ticks.len().div_ceil(10).max(1);
+    // Enough decimals to tell neighbouring ticks apart (integers stay integers).
+    let gap = ticks
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|g| *g > 1e-12)
+        .fold(1.0_f64, f64::min);
     for t in ticks.iter().step_by(every) {
         let _ = writeln!(
             svg,
             "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
             x(*t),
             f.top + f.h + 16.0,
-            fmt_tick(*t, 1.0)
+            fmt_tick(*t, if t.fract() == 0.0 && gap >= 1.0 { 1.0 } else { gap })
         );
     }
     let _ = writeln!(
@@ -465,6 +471,23 @@ mod tests {
         assert!(lo <= 0.61 && hi >= 0.79 && step > 0.0);
         let (lo, hi, _) = nice_range(3.0, 3.0);
         assert!(lo < 3.0 && hi > 3.0);
+    }
+
+    #[test]
+    fn line_chart_x_ticks_keep_the_decimals_they_need() {
+        let s = |xs: &[f64]| Series::new("s", xs.iter().map(|&x| (x, 1.0)).collect());
+        let ticks = |svg: &str| -> Vec<String> {
+            svg.lines()
+                .filter(|l| l.starts_with("<text") && l.contains("y=\"308\""))
+                .map(|l| l.split('>').nth(1).unwrap().trim_end_matches("</text").to_string())
+                .collect()
+        };
+        let svg = line_chart("t", "x", "y", &[s(&[1.0, 2.0, 3.0])], &[]);
+        assert_eq!(ticks(&svg), ["1", "2", "3"]);
+        let svg = line_chart("t", "x", "y", &[s(&[3.0, 3.477, 4.0, 4.477])], &[]);
+        assert_eq!(ticks(&svg), ["3.00", "3.48", "4.00", "4.48"]);
+        let svg = line_chart("t", "x", "y", &[s(&[0.0164, 0.0185, 0.0337])], &[]);
+        assert_eq!(ticks(&svg), ["0.0164", "0.0185", "0.0337"]);
     }
 
     #[test]
