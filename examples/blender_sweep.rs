@@ -73,7 +73,11 @@ fn main() -> Result<()> {
     let lambdas: Vec<f32> = list(&args, "--lambdas", "0,0.001,0.003,0.01,0.03,0.1,0.5,2")?;
     let sizes: Vec<usize> = list(&args, "--log-sizes", "1000,3000,10000,30000")?;
     let threads: usize = value(&args, "--threads", 0)?;
-    let out = PathBuf::from(value(&args, "--out", "docs/experiments/figures".to_string())?);
+    let out = PathBuf::from(value(
+        &args,
+        "--out",
+        "docs/experiments/figures".to_string(),
+    )?);
     if seeds.is_empty() || lambdas.iter().any(|l| !(l.is_finite() && *l >= 0.0)) {
         bail!("--seeds must name a seed and every λ must be finite and >= 0");
     }
@@ -141,10 +145,13 @@ fn main() -> Result<()> {
             .collect()
     };
     println!("Baselines per log size (the held-out requests differ with the log size):\n");
-    println!("| log size | production | best fixed weights | posterior oracle | oracle | best fixed, gap closed | posterior oracle, gap closed |");
+    println!(
+        "| log size | production | best fixed weights | posterior oracle | oracle | best fixed, gap closed | posterior oracle, gap closed |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for (si, &n) in sizes.iter().enumerate() {
-        let b = |f: &dyn Fn(&StudyReport) -> f64| -> Vec<f64> { reports[si].iter().map(f).collect() };
+        let b =
+            |f: &dyn Fn(&StudyReport) -> f64| -> Vec<f64> { reports[si].iter().map(f).collect() };
         println!(
             "| {n} | {} | {} | {} | {} | {} | {} |",
             cell(&b(&|r| r.baselines.production), false),
@@ -152,7 +159,11 @@ fn main() -> Result<()> {
             cell(&b(&|r| r.baselines.posterior_oracle), false),
             cell(&b(&|r| r.baselines.oracle), false),
             cell(
-                &b(&|r| gap(r.baselines.best_fixed, r.baselines.production, r.baselines.oracle)),
+                &b(&|r| gap(
+                    r.baselines.best_fixed,
+                    r.baselines.production,
+                    r.baselines.oracle
+                )),
                 true
             ),
             cell(
@@ -166,7 +177,9 @@ fn main() -> Result<()> {
         );
     }
     for c in conventions {
-        println!("\nLearned f(x), convention `{c}`: gap closed towards the oracle (λ × log size):\n");
+        println!(
+            "\nLearned f(x), convention `{c}`: gap closed towards the oracle (λ × log size):\n"
+        );
         let head: Vec<String> = sizes.iter().map(|n| format!(" {n} |")).collect();
         println!("| λ |{}", head.concat());
         println!("|---|{}", "---|".repeat(sizes.len()));
@@ -177,7 +190,9 @@ fn main() -> Result<()> {
             println!("| {l} |{}", cells.concat());
         }
     }
-    println!("\nExpected reward per request of the learned f(x) (mean over seeds; production in the first row):\n");
+    println!(
+        "\nExpected reward per request of the learned f(x) (mean over seeds; production in the first row):\n"
+    );
     let head: Vec<String> = sizes.iter().map(|n| format!(" {n} |")).collect();
     println!("| policy | λ |{}", head.concat());
     println!("|---|---|{}", "---|".repeat(sizes.len()));
@@ -220,9 +235,19 @@ fn main() -> Result<()> {
     let ref_gap = |f: &dyn Fn(&StudyReport) -> f64| {
         mean_sd(&reports[last].iter().map(f).collect::<Vec<_>>()).0
     };
-    let best_fixed = ref_gap(&|r| gap(r.baselines.best_fixed, r.baselines.production, r.baselines.oracle));
+    let best_fixed = ref_gap(&|r| {
+        gap(
+            r.baselines.best_fixed,
+            r.baselines.production,
+            r.baselines.oracle,
+        )
+    });
     let posterior = ref_gap(&|r| {
-        gap(r.baselines.posterior_oracle, r.baselines.production, r.baselines.oracle)
+        gap(
+            r.baselines.posterior_oracle,
+            r.baselines.production,
+            r.baselines.oracle,
+        )
     });
     let hlines = [
         ("best fixed weights", best_fixed),

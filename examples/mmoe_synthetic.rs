@@ -279,11 +279,7 @@ fn main() -> Result<()> {
         lr: arg(&args, "--lr", 3e-3)?,
         train: arg(&args, "--train", 10_000)?,
         test: arg(&args, "--test", 2_000)?,
-        out: PathBuf::from(arg(
-            &args,
-            "--out",
-            "docs/experiments/figures".to_string(),
-        )?),
+        out: PathBuf::from(arg(&args, "--out", "docs/experiments/figures".to_string())?),
     };
     if o.seeds < 2 || o.epochs == 0 || o.batch == 0 || o.train == 0 || o.test == 0 {
         bail!("--seeds must be >= 2 and --epochs, --batch, --train, --test >= 1");
@@ -318,7 +314,9 @@ fn main() -> Result<()> {
         let mut target_var = Vec::new();
         for r in 0..o.seeds {
             let d = data(&o, p, r);
-            target_var.push(f64::from(d.y_test.var_axis(Axis(0), 0.0).mean().unwrap_or(0.0)));
+            target_var.push(f64::from(
+                d.y_test.var_axis(Axis(0), 0.0).mean().unwrap_or(0.0),
+            ));
             for (arch, list) in &mut runs {
                 list.push(train(*arch, &d, 1000 + r, &o)?);
             }
@@ -343,10 +341,7 @@ fn main() -> Result<()> {
             })
             .collect();
         let svg = line_chart(
-            &format!(
-                "Test MSE, correlation {p} (mean of {} runs)",
-                o.seeds
-            ),
+            &format!("Test MSE, correlation {p} (mean of {} runs)", o.seeds),
             "epoch",
             "log10 test MSE",
             &curves,
@@ -368,7 +363,9 @@ fn main() -> Result<()> {
             .map(|e| {
                 let means = runs
                     .iter()
-                    .map(|(_, list)| mean_sd(&list.iter().map(|r| r.curve[e - 1]).collect::<Vec<_>>()).0)
+                    .map(|(_, list)| {
+                        mean_sd(&list.iter().map(|r| r.curve[e - 1]).collect::<Vec<_>>()).0
+                    })
                     .collect();
                 (e, means)
             })
@@ -410,11 +407,18 @@ fn main() -> Result<()> {
         "\nPaired by run (same data and model seed): mean difference of the final test MSE \
          ± its standard error, and in how many runs the second model has the lower loss:\n"
     );
-    println!("| correlation | OMoE − MMoE | MMoE wins | shared-bottom − MMoE | MMoE wins | shared-bottom − OMoE | OMoE wins |");
+    println!(
+        "| correlation | OMoE − MMoE | MMoE wins | shared-bottom − MMoE | MMoE wins | shared-bottom − OMoE | OMoE wins |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for (p, _, finals, _) in &table {
         let pair = |a: usize, b: usize| {
-            let d: Vec<f64> = finals[a].1.iter().zip(&finals[b].1).map(|(x, y)| x - y).collect();
+            let d: Vec<f64> = finals[a]
+                .1
+                .iter()
+                .zip(&finals[b].1)
+                .map(|(x, y)| x - y)
+                .collect();
             let (m, sd) = mean_sd(&d);
             let wins = d.iter().filter(|&&x| x > 0.0).count();
             format!(

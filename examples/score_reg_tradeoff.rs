@@ -83,7 +83,10 @@ fn train(
 }
 
 /// Mean over tasks of one churn metric (tasks where it is undefined are skipped).
-fn task_mean(r: &ChurnReport, f: impl Fn(&closeup::data::metrics::ChurnMetrics) -> Option<f64>) -> f64 {
+fn task_mean(
+    r: &ChurnReport,
+    f: impl Fn(&closeup::data::metrics::ChurnMetrics) -> Option<f64>,
+) -> f64 {
     let v: Vec<f64> = r.tasks.iter().filter_map(|(_, m)| f(m)).collect();
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
@@ -160,7 +163,11 @@ fn main() -> Result<()> {
     for i in 0..pairs {
         let seed_a = 100 + 2 * i;
         let (model_a, scores_a, train_a) = train(&plan, &sets, seed_a, None)?;
-        auc_a.push(metrics(&sets.test, &scores_a, None).mean_auc.unwrap_or(f64::NAN));
+        auc_a.push(
+            metrics(&sets.test, &scores_a, None)
+                .mean_auc
+                .unwrap_or(f64::NAN),
+        );
         for (l, point) in lambdas.iter().zip(&mut points) {
             let teacher = (*l > 0.0).then_some((&model_a, *l));
             let (_, scores_b, train_b) = train(&plan, &sets, seed_a + 1, teacher)?;
@@ -172,9 +179,11 @@ fn main() -> Result<()> {
             point.abs_delta.push(task_mean(&c, |m| m.mean_abs_delta));
             point.flips.push(task_mean(&c, |m| m.topk_flip_rate));
             point.tau.push(task_mean(&c, |m| m.kendall_tau));
-            point
-                .auc
-                .push(metrics(&sets.test, &scores_b, None).mean_auc.unwrap_or(f64::NAN));
+            point.auc.push(
+                metrics(&sets.test, &scores_b, None)
+                    .mean_auc
+                    .unwrap_or(f64::NAN),
+            );
             eprintln!(
                 "pair {} of {pairs}, λ = {l}: done ({:.0} s)",
                 i + 1,
@@ -222,7 +231,10 @@ fn main() -> Result<()> {
         ),
         Series::new(
             "1 − Kendall τ",
-            positive.iter().map(|(x, p)| (*x, 1.0 - mean(&p.tau))).collect(),
+            positive
+                .iter()
+                .map(|(x, p)| (*x, 1.0 - mean(&p.tau)))
+                .collect(),
         ),
         Series::new(
             "mean |Δp| × 10",

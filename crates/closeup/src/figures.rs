@@ -197,7 +197,14 @@ pub fn line_chart(
             "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
             x(*t),
             f.top + f.h + 16.0,
-            fmt_tick(*t, if t.fract() == 0.0 && gap >= 1.0 { 1.0 } else { gap })
+            fmt_tick(
+                *t,
+                if t.fract() == 0.0 && gap >= 1.0 {
+                    1.0
+                } else {
+                    gap
+                }
+            )
         );
     }
     let _ = writeln!(
@@ -479,7 +486,13 @@ mod tests {
         let ticks = |svg: &str| -> Vec<String> {
             svg.lines()
                 .filter(|l| l.starts_with("<text") && l.contains("y=\"308\""))
-                .map(|l| l.split('>').nth(1).unwrap().trim_end_matches("</text").to_string())
+                .map(|l| {
+                    l.split('>')
+                        .nth(1)
+                        .unwrap()
+                        .trim_end_matches("</text")
+                        .to_string()
+                })
                 .collect()
         };
         let svg = line_chart("t", "x", "y", &[s(&[1.0, 2.0, 3.0])], &[]);
