@@ -23,7 +23,7 @@
 //! ```sh
 //! closeup data movielens --ratings ml-latest-small/ratings.csv \
 //!     --tags ml-latest-small/tags.csv --out movielens.jsonl
-//! cargo run --release --example movielens -- --data movielens.jsonl [--seeds 3] [--threads 1] \
+//! cargo run --release --example movielens -- --data movielens.jsonl [--seeds 2] [--threads 1] \
 //!     [--epochs 2] [--figures docs/experiments/figures]
 //! ```
 
@@ -51,7 +51,7 @@ fn parse_args() -> Result<Args> {
     let mut data = None;
     let mut args = Args {
         data: PathBuf::new(),
-        seeds: 3,
+        seeds: 2,
         threads: 1,
         epochs: 2,
         figures: PathBuf::from("docs/experiments/figures"),

@@ -126,6 +126,7 @@ fn ceiling(ds: &EngagementDataset, truth: &[[f64; 4]], world_tasks: &[String]) -
 }
 
 /// One trained model's numbers.
+#[derive(Clone)]
 struct Run {
     params: usize,
     valid: MetricsReport,
@@ -226,10 +227,6 @@ fn table(first: &str, points: &[Point], tasks: &[String]) -> String {
     out
 }
 
-fn seeds_of(args: &Args) -> Vec<u64> {
-    (0..args.seeds).collect()
-}
-
 fn sweep(
     name: &str,
     configs: Vec<(String, ModelConfig)>,
@@ -270,7 +267,11 @@ fn main() -> Result<()> {
     let args = parse_args()?;
     init_thread_pool(args.threads)?;
     let started = Instant::now();
-    let seeds = if args.quick { vec![0] } else { seeds_of(&args) };
+    let seeds: Vec<u64> = if args.quick {
+        vec![0]
+    } else {
+        (0..args.seeds).collect()
+    };
     let world_cfg = if args.quick {
         EngagementConfig {
             num_requests: 800,
@@ -375,20 +376,9 @@ fn main() -> Result<()> {
         &seeds,
         &data,
     )?);
-    // Move the reference runs into the other two tables' first rows (they are the same runs).
-    let mut expert_points = expert_points;
-    let reference_runs = std::mem::take(&mut expert_points[reference].runs);
-    let clone_run = |r: &Run| Run {
-        params: r.params,
-        valid: r.valid.clone(),
-        test: r.test.clone(),
-        gates: r.gates.clone(),
-        best_epoch: r.best_epoch,
-        seconds: r.seconds,
-    };
-    shape_points[0].runs = reference_runs.iter().map(clone_run).collect();
-    ablation_points[0].runs = reference_runs.iter().map(clone_run).collect();
-    expert_points[reference].runs = reference_runs;
+    // The reference runs are also the first rows of the other two tables.
+    shape_points[0].runs = expert_points[reference].runs.clone();
+    ablation_points[0].runs = expert_points[reference].runs.clone();
 
     // Output.
     println!(
