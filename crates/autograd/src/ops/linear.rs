@@ -14,11 +14,12 @@
 //! rounding (`gemm` adds the bias before the partial sums of the inner dimension instead of
 //! after); the tests compare both paths and check the gradients by finite differences.
 
-use crate::kernels::gemm::{Threading, sgemm};
+use super::matmul::add_product;
+use crate::kernels::gemm::{Threading, sgemm, sgemm_new};
 use crate::kernels::{fastmath, map1_simd, map2_simd, use_parallel};
 use crate::tape::{BackwardOp, GradSink};
 use crate::{Tensor, Var};
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, Ix2, IxDyn};
+use ndarray::{Array2, ArrayView2, Axis, Ix2, IxDyn};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -91,14 +92,6 @@ fn rows_view(x: &Tensor) -> ArrayView2<'_, f32> {
         .expect("tape values are in standard layout")
 }
 
-fn rows_view_mut(x: &mut Tensor) -> ArrayViewMut2<'_, f32> {
-    let k = x.shape()[x.ndim() - 1];
-    let rows = x.len() / k.max(1);
-    x.view_mut()
-        .into_shape_with_order((rows, k))
-        .expect("standard layout")
-}
-
 /// `x · Wᵀ + b` as a `[rows, out]` array: the bias written once, the product accumulated
 /// onto it.
 fn affine(x: ArrayView2<'_, f32>, w: ArrayView2<'_, f32>, b: Option<&Tensor>) -> Array2<f32> {
@@ -114,11 +107,7 @@ fn affine(x: ArrayView2<'_, f32>, w: ArrayView2<'_, f32>, b: Option<&Tensor>) ->
             sgemm(y.view_mut(), x, w.t(), true, Threading::Auto);
             y
         }
-        None => {
-            let mut y = Array2::zeros((rows, out));
-            sgemm(y.view_mut(), x, w.t(), false, Threading::Auto);
-            y
-        }
+        None => sgemm_new(x, w.t(), Threading::Auto),
     }
 }
 
@@ -180,13 +169,10 @@ impl BackwardOp for LinearBackward {
             }
         }
         if sink.wants(self.w) {
-            let dw = sink.dense_mut(self.w);
-            let dw2 = dw.view_mut().into_dimensionality::<Ix2>().expect("2-D");
-            sgemm(dw2, dz2.t(), x2, true, Threading::Auto);
+            add_product(sink, self.w, dz2.t(), x2, self.w_val.shape());
         }
         if sink.wants(self.x) {
-            let dx = sink.dense_mut(self.x);
-            sgemm(rows_view_mut(dx), dz2, w2, true, Threading::Auto);
+            add_product(sink, self.x, dz2, w2, self.x_val.shape());
         }
     }
 }
