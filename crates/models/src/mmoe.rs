@@ -266,6 +266,10 @@ impl Parameterized for Mmoe {
     }
 }
 
+#[path = "mmoe_split.rs"]
+mod split;
+pub use split::{SplitInput, join_split};
+
 #[cfg(test)]
 #[path = "mmoe_tests.rs"]
 mod tests;
