@@ -12,9 +12,10 @@
 //! Evaluation only: dropout is the identity, gate dropout off, no gradient is needed.
 
 use super::Mmoe;
-use closeup_autograd::{LinearAct, Tape, Tensor, Var};
+use closeup_autograd::Tensor;
+use closeup_autograd::kernels::gemm::{Threading, sgemm};
 use closeup_layers::Linear;
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, Ix1, Ix2};
+use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayViewMut2, Axis, Ix1, Ix2, s};
 
 /// Which input columns are shared by every row (`user`) and which vary (`cand`), with the
 /// shared values. `user ∪ cand` is every column once, each list in increasing order.
@@ -58,16 +59,80 @@ fn folded_bias(layer: &Linear, off: usize, s: &SplitInput<'_>) -> Array1<f32> {
     b
 }
 
+/// `act(x · Wᵀ + b)` into `dst` (any strides): the bias written first, the product
+/// accumulated onto it, the ReLU in place.
+fn affine_into(
+    mut dst: ArrayViewMut2<'_, f32>,
+    x: ArrayView2<'_, f32>,
+    w: ArrayView2<'_, f32>,
+    b: ArrayView1<'_, f32>,
+    relu: bool,
+) {
+    for mut row in dst.rows_mut() {
+        row.assign(&b);
+    }
+    sgemm(dst.view_mut(), x, w.t(), true, Threading::Auto);
+    if relu {
+        dst.mapv_inplace(|v| if v < 0.0 { 0.0 } else { v });
+    }
+}
+
+/// [`affine_into`] a new `[rows, out]` array.
+fn affine_new(
+    x: ArrayView2<'_, f32>,
+    w: ArrayView2<'_, f32>,
+    b: ArrayView1<'_, f32>,
+    relu: bool,
+) -> Array2<f32> {
+    let mut y = b
+        .broadcast((x.nrows(), b.len()))
+        .expect("[out] → [rows, out]")
+        .to_owned();
+    sgemm(y.view_mut(), x, w.t(), true, Threading::Auto);
+    if relu {
+        y.mapv_inplace(|v| if v < 0.0 { 0.0 } else { v });
+    }
+    y
+}
+
+fn bias_of(layer: &Linear) -> Array1<f32> {
+    match layer.bias() {
+        Some(b) => b
+            .value()
+            .view()
+            .into_dimensionality::<Ix1>()
+            .expect("1-D")
+            .to_owned(),
+        None => Array1::zeros(layer.outputs()),
+    }
+}
+
+/// Row-wise softmax in place (max-shifted).
+fn softmax_rows(x: &mut Array2<f32>) {
+    for mut row in x.rows_mut() {
+        let m = row.fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+        row.mapv_inplace(|v| (v - m).exp());
+        let s = row.sum();
+        row.mapv_inplace(|v| v / s);
+    }
+}
+
 impl Mmoe {
     /// Logits `[C, T]` of [`Mmoe::forward`] (in evaluation mode) for the input whose columns
     /// `split.user_cols` are `split.user` in every row and whose other columns are `cand`.
+    ///
+    /// Runs without a tape (inference only): each expert's layers write straight into its slot
+    /// of the `[C, E, H]` expert tensor and read their input as a strided view of the wide
+    /// first layer (no slicing or concatenation copies), the gate mixture is a direct weighted
+    /// sum, and the towers accumulate the mixture's and the input's products into one output
+    /// instead of concatenating them.
     ///
     /// # Shapes
     /// `cand: [C, split.cand_cols.len()]` → `[C, T]`.
     ///
     /// # Panics
     /// If the column lists do not partition the input width, or `cand`'s width differs.
-    pub fn forward_split<'t>(&self, cand: Var<'t>, split: &SplitInput<'_>) -> Var<'t> {
+    pub fn forward_split(&self, cand: ArrayView2<'_, f32>, split: &SplitInput<'_>) -> Array2<f32> {
         let inputs = self.inputs();
         let mut all: Vec<usize> = split
             .user_cols
@@ -83,110 +148,110 @@ impl Mmoe {
             split.cand_cols.len()
         );
         assert_eq!(
-            cand.shape().get(1),
-            Some(&split.cand_cols.len()),
+            cand.ncols(),
+            split.cand_cols.len(),
             "Mmoe::forward_split: cand shape {:?} vs {} per-row columns",
             cand.shape(),
             split.cand_cols.len()
         );
-        let tape: &'t Tape = cand.tape();
-        let batch = cand.shape()[0];
-        let konst = |a: Array2<f32>| tape.constant(a.into_dyn());
-        let affine = |layer: &Linear, off: usize, x: Var<'t>, act: LinearAct| {
-            let w = konst(columns(w2(layer.weight()), off, split.cand_cols));
-            let b = tape.constant(folded_bias(layer, off, split).into_dyn());
-            x.linear(w, Some(b), act)
-        };
+        let c = cand.nrows();
+        let e = self.experts.len();
 
-        // Experts: all first layers as one wide product, then the deeper layers per expert.
-        let first: Vec<&Linear> = self.experts.iter().map(|e| &e.layers()[0]).collect();
+        // Experts: all first layers as one wide product.
+        let first: Vec<&Linear> = self.experts.iter().map(|x| &x.layers()[0]).collect();
         let h1 = first[0].outputs();
-        let mut w_wide = Vec::with_capacity(first.len());
-        let mut b_wide = Vec::with_capacity(first.len());
-        for l in &first {
-            w_wide.push(columns(w2(l.weight()), 0, split.cand_cols));
-            b_wide.push(folded_bias(l, 0, split));
-        }
-        let cat = |xs: &[Array2<f32>]| {
-            let views: Vec<_> = xs.iter().map(|x| x.view()).collect();
-            ndarray::concatenate(Axis(0), &views).expect("same widths")
-        };
-        let w_wide = konst(cat(&w_wide));
-        let b_views: Vec<_> = b_wide.iter().map(|b| b.view()).collect();
-        let b_wide = tape.constant(
-            ndarray::concatenate(Axis(0), &b_views)
-                .expect("1-D")
-                .into_dyn(),
-        );
-        let wide = cand.linear(w_wide, Some(b_wide), LinearAct::Relu);
-        let outs: Vec<Var<'t>> = self
-            .experts
+        let ws: Vec<Array2<f32>> = first
             .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let mut h = wide.narrow(1, i * h1, h1);
-                for layer in &e.layers()[1..] {
-                    h = layer.forward_act(h, closeup_layers::Activation::Relu);
-                }
-                h.unsqueeze(1)
-            })
+            .map(|l| columns(w2(l.weight()), 0, split.cand_cols))
             .collect();
-        let experts = if outs.len() == 1 {
-            outs[0]
-        } else {
-            Var::concat(&outs, 1)
-        };
-        let h = experts.shape()[2];
-        let gates: Vec<Var<'t>> = self
+        let bs: Vec<Array1<f32>> = first.iter().map(|l| folded_bias(l, 0, split)).collect();
+        let wv: Vec<_> = ws.iter().map(|w| w.view()).collect();
+        let bv: Vec<_> = bs.iter().map(|b| b.view()).collect();
+        let w_wide = ndarray::concatenate(Axis(0), &wv).expect("same widths");
+        let b_wide = ndarray::concatenate(Axis(0), &bv).expect("1-D");
+        let wide = affine_new(cand, w_wide.view(), b_wide.view(), true);
+        // Deeper layers per expert, the last one into the expert's slot of [C, E, H].
+        let h = self.experts[0].outputs();
+        let mut experts = Array3::<f32>::zeros((c, e, h));
+        for (i, ex) in self.experts.iter().enumerate() {
+            let x0 = wide.slice(s![.., i * h1..(i + 1) * h1]);
+            let rest = &ex.layers()[1..];
+            let mut owned: Option<Array2<f32>> = None;
+            for (j, layer) in rest.iter().enumerate() {
+                let x = owned.as_ref().map_or(x0, |a| a.view());
+                let (w, b) = (w2(layer.weight()), bias_of(layer));
+                if j + 1 == rest.len() {
+                    affine_into(experts.slice_mut(s![.., i, ..]), x, w, b.view(), true);
+                } else {
+                    owned = Some(affine_new(x, w, b.view(), true));
+                }
+            }
+            if rest.is_empty() {
+                experts.slice_mut(s![.., i, ..]).assign(&x0);
+            }
+        }
+        // Gates.
+        let gates: Vec<Array2<f32>> = self
             .gates
             .iter()
-            .map(|g| affine(g, 0, cand, LinearAct::Identity).softmax(1))
-            .collect();
-        let logits: Vec<Var<'t>> = (0..self.num_tasks)
-            .map(|t| {
-                let g = gates[t.min(gates.len() - 1)];
-                let m = g.unsqueeze(1).matmul(experts).reshape(&[batch, h]);
-                let tower = self.towers[t].layers();
-                let last = tower.len() - 1;
-                let act = |i: usize| {
-                    if i < last {
-                        LinearAct::Relu
-                    } else {
-                        LinearAct::Identity
-                    }
-                };
-                let mut y = if self.residual {
-                    // [m, x] · W₀ᵀ = m · W₀[:, ..h]ᵀ + v · W₀[:, h + V]ᵀ + u · W₀[:, h + U]ᵀ.
-                    let w0 = w2(tower[0].weight());
-                    let wm = w0.slice(ndarray::s![.., ..h]).to_owned();
-                    let wv = columns(w0, h, split.cand_cols);
-                    let w = konst(
-                        ndarray::concatenate(Axis(1), &[wm.view(), wv.view()]).expect("rows"),
-                    );
-                    let b = tape.constant(folded_bias(&tower[0], h, split).into_dyn());
-                    Var::concat(&[m, cand], 1).linear(w, Some(b), act(0))
-                } else {
-                    tower[0].forward_act(m, to_activation(act(0)))
-                };
-                for (i, layer) in tower.iter().enumerate().skip(1) {
-                    y = layer.forward_act(y, to_activation(act(i)));
-                }
-                y
+            .map(|g| {
+                let w = columns(w2(g.weight()), 0, split.cand_cols);
+                let mut z = affine_new(cand, w.view(), folded_bias(g, 0, split).view(), false);
+                softmax_rows(&mut z);
+                z
             })
             .collect();
-        if logits.len() == 1 {
-            logits[0]
-        } else {
-            Var::concat(&logits, 1)
+        let mut logits = Array2::<f32>::zeros((c, self.num_tasks));
+        for t in 0..self.num_tasks {
+            let g = &gates[t.min(gates.len() - 1)];
+            // The mixture Σᵢ gᵢ hᵢ, experts in order.
+            let mut m = Array2::<f32>::zeros((c, h));
+            for ((mut mr, gr), er) in m
+                .rows_mut()
+                .into_iter()
+                .zip(g.rows())
+                .zip(experts.outer_iter())
+            {
+                for (gi, hi) in gr.iter().zip(er.rows()) {
+                    mr.scaled_add(*gi, &hi);
+                }
+            }
+            let tower = self.towers[t].layers();
+            let last = tower.len() - 1;
+            let mut y = if self.residual {
+                // [m, x] · W₀ᵀ = m · W₀[:, ..h]ᵀ + v · W₀[:, h + V]ᵀ + u · W₀[:, h + U]ᵀ.
+                let w0 = w2(tower[0].weight());
+                let wv = columns(w0, h, split.cand_cols);
+                let mut y = affine_new(
+                    m.view(),
+                    w0.slice(s![.., ..h]),
+                    folded_bias(&tower[0], h, split).view(),
+                    false,
+                );
+                sgemm(y.view_mut(), cand, wv.t(), true, Threading::Auto);
+                if last > 0 {
+                    y.mapv_inplace(|v| if v < 0.0 { 0.0 } else { v });
+                }
+                y
+            } else {
+                affine_new(
+                    m.view(),
+                    w2(tower[0].weight()),
+                    bias_of(&tower[0]).view(),
+                    last > 0,
+                )
+            };
+            for (i, layer) in tower.iter().enumerate().skip(1) {
+                y = affine_new(
+                    y.view(),
+                    w2(layer.weight()),
+                    bias_of(layer).view(),
+                    i < last,
+                );
+            }
+            logits.column_mut(t).assign(&y.column(0));
         }
-    }
-}
-
-fn to_activation(a: LinearAct) -> closeup_layers::Activation {
-    match a {
-        LinearAct::Relu => closeup_layers::Activation::Relu,
-        LinearAct::Gelu => closeup_layers::Activation::Gelu,
-        LinearAct::Identity => closeup_layers::Activation::Identity,
+        logits
     }
 }
 
@@ -241,8 +306,9 @@ mod tests {
                 cand_cols: &cand_cols,
             };
             let cand = randn(&[11, 6], 4);
-            let tape = Tape::no_grad();
-            let fast = m.forward_split(tape.constant(cand.clone()), &split).value();
+            let tape = closeup_autograd::Tape::no_grad();
+            let cand2 = cand.view().into_dimensionality::<Ix2>().unwrap();
+            let fast = m.forward_split(cand2, &split);
             let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(0);
             let slow = m
                 .forward(
@@ -252,6 +318,7 @@ mod tests {
                 .logits
                 .value();
             assert_eq!(fast.shape(), slow.shape());
+            let fast = fast.into_dyn();
             for (a, b) in fast.iter().zip(slow.iter()) {
                 assert!((a - b).abs() < 1e-5, "{a} vs {b}");
             }
@@ -272,12 +339,11 @@ mod tests {
             tower_dropout: 0.0,
         };
         let m = Mmoe::new(9, 1, &cfg, false, &mut rng);
-        let tape = Tape::no_grad();
         let split = SplitInput {
             user_cols: &[0],
             user: &[1.0],
             cand_cols: &[1, 2, 3],
         };
-        m.forward_split(tape.constant(randn(&[2, 3], 1)), &split);
+        m.forward_split(ndarray::Array2::zeros((2, 3)).view(), &split);
     }
 }

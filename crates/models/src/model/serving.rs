@@ -270,7 +270,10 @@ impl CloseupModel {
                 user: &user_vals,
                 cand_cols: &cand_cols,
             };
-            return to_array2(&mmoe.forward_split(x, &split).value());
+            return mmoe.forward_split(
+                x.value().view().into_dimensionality().expect("[C, w]"),
+                &split,
+            );
         }
         let parts: Vec<Var<'_>> = parts
             .into_iter()
