@@ -37,6 +37,7 @@ pub mod gradcheck;
 pub mod grads;
 pub mod kernels;
 pub mod ops;
+pub use ops::LinearAct;
 pub mod optim;
 pub mod parallel;
 pub mod param;

@@ -337,6 +337,12 @@ impl GradSink<'_> {
         self.nodes[id].requires_grad
     }
 
+    /// Whether node `id` has received a gradient contribution yet (the first one can be
+    /// written into a fresh buffer instead of accumulated onto zeros).
+    pub(crate) fn has(&self, id: usize) -> bool {
+        self.grads[id].is_some()
+    }
+
     fn check_shape(&self, id: usize, shape: &[usize]) {
         debug_assert_eq!(
             self.nodes[id].value.shape(),

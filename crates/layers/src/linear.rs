@@ -1,7 +1,9 @@
 //! The affine layer `y = x · Wᵀ + b`.
 
-use crate::init;
-use closeup_autograd::{Param, ParamVisitor, ParamVisitorMut, Parameterized, Tensor, Var};
+use crate::{Activation, init};
+use closeup_autograd::{
+    LinearAct, Param, ParamVisitor, ParamVisitorMut, Parameterized, Tensor, Var,
+};
 use rand::Rng;
 
 /// A fully connected layer with weights stored `[out, in]` (PyTorch's layout) and an optional
@@ -73,7 +75,9 @@ impl Linear {
         self.bias.as_ref()
     }
 
-    /// `x · Wᵀ + b` over the last axis (the transpose is a strided view, not a copy).
+    /// `x · Wᵀ + b` over the last axis (the transpose is a strided view, not a copy), as one
+    /// fused op ([`Var::linear`]): the bias is written into the output before the product is
+    /// accumulated onto it.
     ///
     /// # Shapes
     /// `[.., in] → [.., out]` (any number of leading axes, including none beyond the batch).
@@ -81,6 +85,19 @@ impl Linear {
     /// # Panics
     /// If the last axis of `x` is not `in`.
     pub fn forward<'t>(&self, x: Var<'t>) -> Var<'t> {
+        self.forward_act(x, Activation::Identity)
+    }
+
+    /// `act(x · Wᵀ + b)`. ReLU, GELU and the identity are fused into the affine op
+    /// ([`Var::linear`]: one pass over the output, ReLU in place); the other activations are
+    /// applied after it.
+    ///
+    /// # Shapes
+    /// `[.., in] → [.., out]`.
+    ///
+    /// # Panics
+    /// If the last axis of `x` is not `in`.
+    pub fn forward_act<'t>(&self, x: Var<'t>, act: Activation) -> Var<'t> {
         let shape = x.shape();
         assert!(
             shape.last() == Some(&self.inputs()),
@@ -90,21 +107,16 @@ impl Linear {
         );
         let tape = x.tape();
         let w = tape.param(&self.weight);
-        let y = match shape.len() {
-            2 | 3 => x.matmul_t(w),
-            _ => {
-                let rows: usize = shape[..shape.len() - 1].iter().product();
-                let mut out_shape = shape[..shape.len() - 1].to_vec();
-                out_shape.push(self.outputs());
-                x.reshape(&[rows, self.inputs()])
-                    .matmul_t(w)
-                    .reshape(&out_shape)
+        let b = self.bias.as_ref().map(|b| tape.param(b));
+        let fused = match act {
+            Activation::Identity => LinearAct::Identity,
+            Activation::Relu => LinearAct::Relu,
+            Activation::Gelu => LinearAct::Gelu,
+            Activation::Tanh | Activation::Sigmoid => {
+                return act.apply(x.linear(w, b, LinearAct::Identity));
             }
         };
-        match &self.bias {
-            Some(b) => y + tape.param(b),
-            None => y,
-        }
+        x.linear(w, b, fused)
     }
 }
 
@@ -171,6 +183,34 @@ mod tests {
             // The layer itself: check the input gradient through `forward`.
             let l = layer.clone();
             assert_gradients(&[randn(&shape, 4)], move |_, v| l.forward(v[0]));
+        }
+    }
+
+    #[test]
+    fn fused_activations_match_the_composed_layer() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let layer = Linear::new(6, 5, &mut rng);
+        let x = randn(&[7, 6], 5);
+        for act in [
+            Activation::Identity,
+            Activation::Relu,
+            Activation::Gelu,
+            Activation::Tanh,
+            Activation::Sigmoid,
+        ] {
+            let tape = Tape::new();
+            let xv = tape.constant(x.clone());
+            let w = tape.param(layer.weight());
+            let b = tape.param(layer.bias().unwrap());
+            let slow = act.apply(xv.matmul_t(w) + b).value();
+            let fast = layer.forward_act(xv, act).value();
+            for (f, s) in fast.iter().zip(slow.iter()) {
+                assert!((f - s).abs() < 1e-6, "{act:?}: {f} vs {s}");
+            }
+            let l = layer.clone();
+            assert_gradients(std::slice::from_ref(&x), move |_, v| {
+                l.forward_act(v[0], act)
+            });
         }
     }
 

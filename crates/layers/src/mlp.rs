@@ -72,10 +72,11 @@ impl Mlp {
     pub fn forward<'t>(&self, mut x: Var<'t>, ctx: &mut ForwardCtx<'_>) -> Var<'t> {
         let hidden = self.layers.len() - usize::from(self.has_output);
         for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x);
             if i < hidden {
-                x = self.activation.apply(x);
+                x = layer.forward_act(x, self.activation);
                 x = self.dropout.forward(x, ctx);
+            } else {
+                x = layer.forward(x);
             }
         }
         x

@@ -18,7 +18,7 @@
 //! always kept) and the softmax renormalizes over the remaining ones.
 
 use crate::config::MmoeConfig;
-use closeup_autograd::{ParamVisitor, ParamVisitorMut, Parameterized, Tensor, Var};
+use closeup_autograd::{LinearAct, ParamVisitor, ParamVisitorMut, Parameterized, Tensor, Var};
 use closeup_layers::{Activation, Dropout, ForwardCtx, Linear, Mlp};
 use ndarray::{Array2, Axis, IxDyn};
 use rand::Rng;
@@ -166,7 +166,7 @@ impl Mmoe {
         };
         let w = stack(&|l| tape.param(l.weight()));
         let b = stack(&|l| tape.param(l.bias().expect("expert layers have biases")));
-        let wide = (x.matmul_t(w) + b).relu();
+        let wide = x.linear(w, Some(b), LinearAct::Relu);
         let wide = self.expert_dropout.forward(wide, ctx);
         let outs: Vec<Var<'t>> = self
             .experts
@@ -175,7 +175,9 @@ impl Mmoe {
             .map(|(i, e)| {
                 let mut h = wide.narrow(1, i * h1, h1);
                 for layer in &e.layers()[1..] {
-                    h = self.expert_dropout.forward(layer.forward(h).relu(), ctx);
+                    h = self
+                        .expert_dropout
+                        .forward(layer.forward_act(h, Activation::Relu), ctx);
                 }
                 h.unsqueeze(1)
             })
@@ -263,6 +265,10 @@ impl Parameterized for Mmoe {
         v.child("towers", &mut self.towers);
     }
 }
+
+#[path = "mmoe_split.rs"]
+mod split;
+pub use split::{SplitInput, join_split};
 
 #[cfg(test)]
 #[path = "mmoe_tests.rs"]

@@ -7,7 +7,7 @@
 //! keeps the inner `k` loop on one thread, so the sum order — hence the result — is the same
 //! for every thread count.
 
-use ndarray::{ArrayView2, ArrayViewMut2};
+use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut2, ArrayViewMut3};
 
 /// Products with fewer multiply-adds than this run single-threaded.
 pub const PAR_MIN_FLOPS: usize = 1 << 18;
@@ -88,6 +88,61 @@ pub fn sgemm(
     }
 }
 
+/// A new `[rows, cols]` array whose every element `fill` writes before it is read — the output
+/// of a product with `accumulate = false` — without the zeroing pass of `Array2::zeros`.
+fn write_once<D: ndarray::Dimension>(
+    shape: D,
+    fill: impl FnOnce(&mut [f32]),
+) -> ndarray::Array<f32, D> {
+    let n = shape.size();
+    let mut v: Vec<f32> = Vec::with_capacity(n);
+    {
+        let spare = &mut v.spare_capacity_mut()[..n];
+        // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and `f32` has no invalid bit
+        // patterns, so viewing the spare capacity as `[f32]` is sound; the values are
+        // meaningless until written, and `fill` (a product with `accumulate = false`, see the
+        // callers) writes every element before anything reads it.
+        #[allow(unsafe_code)]
+        let out = unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<f32>(), n) };
+        fill(out);
+    }
+    // SAFETY: the first `n` elements were written by `fill` above.
+    #[allow(unsafe_code)]
+    unsafe {
+        v.set_len(n);
+    }
+    ndarray::Array::from_shape_vec(shape, v).expect("n elements")
+}
+
+/// `a · b` into a new array, written once (no zeroing pass before the product).
+///
+/// # Panics
+/// If the inner dimensions differ.
+pub fn sgemm_new(
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    threading: Threading,
+) -> Array2<f32> {
+    let (m, n) = (a.nrows(), b.ncols());
+    write_once(ndarray::Ix2(m, n), |out| {
+        let c = ArrayViewMut2::from_shape((m, n), out).expect("m · n elements");
+        sgemm(c, a, b, false, threading);
+    })
+}
+
+/// A new `[batch, m, n]` array filled by `fill`, which must write every element (e.g. one
+/// product with `accumulate = false` per item); no zeroing pass.
+pub fn new3_written_by(
+    batch: usize,
+    m: usize,
+    n: usize,
+    fill: impl FnOnce(ArrayViewMut3<'_, f32>),
+) -> Array3<f32> {
+    write_once(ndarray::Ix3(batch, m, n), |out| {
+        fill(ArrayViewMut3::from_shape((batch, m, n), out).expect("batch · m · n elements"));
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +181,29 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn write_once_products_equal_the_zeroed_ones() {
+        for &(m, k, n) in &[(1, 1, 1), (37, 64, 19), (128, 300, 70), (5, 0, 3)] {
+            let a = filled(m, k, 0.37);
+            let b = filled(k, n, 0.11);
+            let mut want = Array2::zeros((m, n));
+            sgemm(
+                want.view_mut(),
+                a.view(),
+                b.t().t(),
+                false,
+                Threading::Serial,
+            );
+            assert_eq!(sgemm_new(a.view(), b.view(), Threading::Auto), want);
+            let c3 = new3_written_by(2, m, n, |mut c| {
+                for mut ci in c.outer_iter_mut() {
+                    sgemm(ci.view_mut(), a.view(), b.view(), false, Threading::Serial);
+                }
+            });
+            assert_eq!(c3.index_axis(ndarray::Axis(0), 1), want);
         }
     }
 

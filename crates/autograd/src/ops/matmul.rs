@@ -2,12 +2,14 @@
 //! optionally transposed. Transposes are strided views into the same storage — never copies —
 //! in the forward and in both backward products.
 
-use crate::kernels::gemm::{Threading, sgemm};
+use crate::kernels::gemm::{Threading, new3_written_by, sgemm, sgemm_new};
 use crate::tape::{BackwardOp, GradSink};
 use crate::{Tensor, Var};
 #[cfg(test)]
+use ndarray::Array2;
+#[cfg(test)]
 use ndarray::Axis;
-use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, Ix2, Ix3};
+use ndarray::{ArrayView2, ArrayView3, ArrayViewMut2, Ix2, Ix3};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -65,52 +67,83 @@ fn forward(a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> Tensor {
         fail();
     }
     match (a.ndim(), b.ndim()) {
-        (2, 2) => {
-            let mut c = Array2::<f32>::zeros((m, n));
-            sgemm(
-                c.view_mut(),
-                op2(view2(a), ta),
-                op2(view2(b), tb),
-                false,
-                Threading::Auto,
-            );
-            c.into_dyn()
-        }
+        (2, 2) => sgemm_new(op2(view2(a), ta), op2(view2(b), tb), Threading::Auto).into_dyn(),
         (3, 2) => {
             let batch = a.shape()[0];
-            let mut c = Array3::<f32>::zeros((batch, m, n));
             if !ta && a.is_standard_layout() {
                 // One tall product: [batch·m, k] · [k, n].
                 let a2 = a
                     .view()
                     .into_shape_with_order((batch * m, k))
                     .expect("contiguous");
-                let c2 = c
-                    .view_mut()
-                    .into_shape_with_order((batch * m, n))
-                    .expect("contiguous");
-                sgemm(c2, a2, op2(view2(b), tb), false, Threading::Auto);
+                sgemm_new(a2, op2(view2(b), tb), Threading::Auto)
+                    .into_shape_with_order((batch, m, n))
+                    .expect("contiguous")
+                    .into_dyn()
             } else {
                 let a3 = view3(a);
                 let av: Vec<_> = a3.outer_iter().map(|x| op2(x, true)).collect();
                 let bv = vec![op2(view2(b), tb); batch];
-                batched(&mut c.view_mut(), &av, &bv, false);
+                new3_written_by(batch, m, n, |mut c| batched(&mut c, &av, &bv, false)).into_dyn()
             }
-            c.into_dyn()
         }
         (3, 3) => {
             let batch = a.shape()[0];
             if b.shape()[0] != batch {
                 fail();
             }
-            let mut c = Array3::<f32>::zeros((batch, m, n));
             let (a3, b3) = (view3(a), view3(b));
             let av: Vec<_> = a3.outer_iter().map(|x| op2(x, ta)).collect();
             let bv: Vec<_> = b3.outer_iter().map(|x| op2(x, tb)).collect();
-            batched(&mut c.view_mut(), &av, &bv, false);
-            c.into_dyn()
+            new3_written_by(batch, m, n, |mut c| batched(&mut c, &av, &bv, false)).into_dyn()
         }
         _ => fail(),
+    }
+}
+
+/// Adds the product `x · y` (shape `[r, c]`) to node `id`'s gradient, whose shape is `shape`
+/// (any shape of `r · c` elements in standard layout): the first contribution is written into
+/// a fresh buffer, later ones are accumulated by the product itself (`β = 1`).
+pub(crate) fn add_product(
+    sink: &mut GradSink<'_>,
+    id: usize,
+    x: ArrayView2<'_, f32>,
+    y: ArrayView2<'_, f32>,
+    shape: &[usize],
+) {
+    let (r, c) = (x.nrows(), y.ncols());
+    if sink.has(id) {
+        let d = sink.dense_mut(id);
+        let d2 = d
+            .view_mut()
+            .into_shape_with_order((r, c))
+            .expect("gradient buffers are in standard layout");
+        sgemm(d2, x, y, true, Threading::Auto);
+    } else {
+        let g = sgemm_new(x, y, Threading::Auto)
+            .into_shape_with_order(ndarray::IxDyn(shape))
+            .expect("r · c elements");
+        sink.add(id, g);
+    }
+}
+
+/// Batched [`add_product`]: `x[i] · y[i]` to item `i` of node `id`'s `[batch, r, c]` gradient.
+fn add_batched(
+    sink: &mut GradSink<'_>,
+    id: usize,
+    xs: &[ArrayView2<'_, f32>],
+    ys: &[ArrayView2<'_, f32>],
+    shape: &[usize],
+) {
+    if sink.has(id) {
+        let d = sink.dense_mut(id);
+        let mut d3 = d.view_mut().into_dimensionality::<Ix3>().expect("3-D");
+        batched(&mut d3, xs, ys, true);
+    } else {
+        let g = new3_written_by(shape[0], shape[1], shape[2], |mut c| {
+            batched(&mut c, xs, ys, false)
+        });
+        sink.add(id, g.into_dyn());
     }
 }
 
@@ -158,15 +191,11 @@ impl BackwardOp for MatmulBackward {
                 let (opa, opb, dc) = (op2(view2(a), ta), op2(view2(b), tb), view2(g));
                 if sink.wants(self.a) {
                     let (x, y) = grad_a(dc, opb, ta);
-                    let da = sink.dense_mut(self.a);
-                    let da2 = da.view_mut().into_dimensionality::<Ix2>().expect("2-D");
-                    sgemm(da2, x, y, true, Threading::Auto);
+                    add_product(sink, self.a, x, y, a.shape());
                 }
                 if sink.wants(self.b) {
                     let (x, y) = grad_b(dc, opa, tb);
-                    let db = sink.dense_mut(self.b);
-                    let db2 = db.view_mut().into_dimensionality::<Ix2>().expect("2-D");
-                    sgemm(db2, x, y, true, Threading::Auto);
+                    add_product(sink, self.b, x, y, b.shape());
                 }
             }
             (3, 2) if !ta && a.is_standard_layout() && g.is_standard_layout() => {
@@ -184,18 +213,11 @@ impl BackwardOp for MatmulBackward {
                 let opb = op2(view2(b), tb);
                 if sink.wants(self.a) {
                     let (x, y) = grad_a(dc, opb, false);
-                    let da = sink.dense_mut(self.a);
-                    let da2 = da
-                        .view_mut()
-                        .into_shape_with_order((batch * m, k))
-                        .expect("contiguous");
-                    sgemm(da2, x, y, true, Threading::Auto);
+                    add_product(sink, self.a, x, y, a.shape());
                 }
                 if sink.wants(self.b) {
                     let (x, y) = grad_b(dc, a2, tb);
-                    let db = sink.dense_mut(self.b);
-                    let db2 = db.view_mut().into_dimensionality::<Ix2>().expect("2-D");
-                    sgemm(db2, x, y, true, Threading::Auto);
+                    add_product(sink, self.b, x, y, b.shape());
                 }
             }
             _ => {
@@ -215,9 +237,7 @@ impl BackwardOp for MatmulBackward {
                 if sink.wants(self.a) {
                     let (xs, ys): (Vec<_>, Vec<_>) =
                         (0..batch).map(|i| grad_a(dcs[i], opb[i], ta)).unzip();
-                    let da = sink.dense_mut(self.a);
-                    let mut da3 = da.view_mut().into_dimensionality::<Ix3>().expect("3-D");
-                    batched(&mut da3, &xs, &ys, true);
+                    add_batched(sink, self.a, &xs, &ys, a.shape());
                 }
                 if sink.wants(self.b) {
                     let (xs, ys): (Vec<_>, Vec<_>) =
@@ -230,9 +250,7 @@ impl BackwardOp for MatmulBackward {
                             sgemm(db2.view_mut(), xs[i], ys[i], true, Threading::Auto);
                         }
                     } else {
-                        let db = sink.dense_mut(self.b);
-                        let mut db3 = db.view_mut().into_dimensionality::<Ix3>().expect("3-D");
-                        batched(&mut db3, &xs, &ys, true);
+                        add_batched(sink, self.b, &xs, &ys, b.shape());
                     }
                 }
             }

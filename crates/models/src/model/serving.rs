@@ -16,9 +16,10 @@
 //! (up to float rounding: the shared target attention uses a `[C, d]·[d, L]` product instead of
 //! `C` batched ones); the tests check agreement within 1e-5.
 
-use super::CloseupModel;
+use super::{CloseupModel, Head};
 use crate::encoder::HistoryView;
 use crate::encoder::readout::target_attention_shared;
+use crate::mmoe::SplitInput;
 use crate::{ModelBatch, RankingModel};
 use closeup_autograd::{Tape, Tensor, Var};
 use closeup_layers::ForwardCtx;
@@ -204,32 +205,90 @@ impl CloseupModel {
             }
             _ => None,
         };
-        let mut parts: Vec<Var<'_>> = Vec::new();
+        // The head input's columns, in order: each part is either one row shared by every
+        // candidate (a user-side read-out) or per-candidate.
+        enum Part<'t> {
+            Shared(&'t Tensor),
+            PerCandidate(Var<'t>),
+        }
+        let mut parts: Vec<Part<'_>> = Vec::new();
         if let Some(enc) = &self.encoder {
             let hidden =
                 tape.constant(user.hidden.clone().expect("late fusion keeps the encoding"));
             let mask = vec![true; user.history.len()];
             for (&r, value) in enc.readouts().iter().zip(&user.readouts) {
                 parts.push(match value {
-                    Some(v) => {
-                        let w = v.shape()[1];
-                        tape.constant(
-                            v.broadcast(IxDyn(&[c, w]))
-                                .expect("[1, w] → [C, w]")
-                                .to_owned(),
-                        )
-                    }
+                    Some(v) => Part::Shared(v),
                     None => {
                         debug_assert!(r.needs_candidate());
-                        target_attention_shared(&tape, cand.expect("a candidate"), hidden, &mask)
+                        Part::PerCandidate(target_attention_shared(
+                            &tape,
+                            cand.expect("a candidate"),
+                            hidden,
+                            &mask,
+                        ))
                     }
                 });
             }
         }
-        parts.extend(cand);
+        parts.extend(cand.map(Part::PerCandidate));
         if self.shape.num_features > 0 {
-            parts.push(tape.constant(features.to_owned().into_dyn()));
+            parts.push(Part::PerCandidate(
+                tape.constant(features.to_owned().into_dyn()),
+            ));
         }
+        let has_shared = parts.iter().any(|p| matches!(p, Part::Shared(_)));
+        if let (Head::Moe(mmoe), true) = (&self.head, has_shared) {
+            // Fold the shared columns into the biases of the layers that read the input
+            // (mmoe_split.rs): fewer multiply-adds per candidate.
+            let (mut user_cols, mut user_vals, mut cand_cols) =
+                (Vec::new(), Vec::new(), Vec::new());
+            let mut per_cand = Vec::new();
+            let mut col = 0;
+            for p in &parts {
+                match p {
+                    Part::Shared(v) => {
+                        user_cols.extend(col..col + v.len());
+                        user_vals.extend(v.iter().copied());
+                        col += v.len();
+                    }
+                    Part::PerCandidate(x) => {
+                        let w = x.shape()[1];
+                        cand_cols.extend(col..col + w);
+                        per_cand.push(*x);
+                        col += w;
+                    }
+                }
+            }
+            let x = if per_cand.len() == 1 {
+                per_cand[0]
+            } else {
+                Var::concat(&per_cand, 1)
+            };
+            let split = SplitInput {
+                user_cols: &user_cols,
+                user: &user_vals,
+                cand_cols: &cand_cols,
+            };
+            return mmoe.forward_split(
+                x.value().view().into_dimensionality().expect("[C, w]"),
+                &split,
+            );
+        }
+        let parts: Vec<Var<'_>> = parts
+            .into_iter()
+            .map(|p| match p {
+                Part::Shared(v) => {
+                    let w = v.shape()[1];
+                    tape.constant(
+                        v.broadcast(IxDyn(&[c, w]))
+                            .expect("[1, w] → [C, w]")
+                            .to_owned(),
+                    )
+                }
+                Part::PerCandidate(x) => x,
+            })
+            .collect();
         let x = if parts.len() == 1 {
             parts[0]
         } else {

@@ -336,9 +336,16 @@ fn serving_equals_the_batch_forward() {
         },
         ModelShape::dense_only(&["a"], 3),
     ];
-    for s in shapes {
+    // MMoE / OMoE serve through the split head (shared read-outs folded into the biases), the
+    // other heads through the full input.
+    let archs = [
+        Architecture::Mmoe,
+        Architecture::Omoe,
+        Architecture::SharedBottom,
+    ];
+    for (s, arch) in shapes.iter().flat_map(|s| archs.map(|a| (s.clone(), a))) {
         for fusion in [false, true] {
-            let m = CloseupModel::new(&tiny(Architecture::Mmoe, fusion), &s, 6).unwrap();
+            let m = CloseupModel::new(&tiny(arch, fusion), &s, 6).unwrap();
             for history in [
                 UserHistory::new(vec![3, 4, 5, 6, 7, 8, 9, 10], vec![2, 3, 4, 2, 1, 2, 3, 4]),
                 UserHistory::default(),

@@ -1,0 +1,369 @@
+//! The fused affine layer `act(x · Wᵀ + b)`: one op instead of a matmul, a broadcast add and an
+//! activation.
+//!
+//! The composed path makes three passes over the `[rows, out]` output and allocates three
+//! buffers (the product, the sum, the activation) — and in the backward a copy of the gradient
+//! for the bias add and one more buffer for the activation's gradient. Here the output buffer
+//! is filled with the bias, the product is accumulated into it (`gemm` with `β = 1`: the same
+//! pass that writes the product), and ReLU is applied in place; the backward masks the incoming
+//! gradient in place and reads it for the bias sum and the two products. GELU needs its input
+//! for the backward, so the pre-activation is kept (one extra buffer, as in the composed path)
+//! only when a gradient is needed.
+//!
+//! The result equals the composed `x.matmul_t(w) + b` followed by the activation up to float
+//! rounding (`gemm` adds the bias before the partial sums of the inner dimension instead of
+//! after); the tests compare both paths and check the gradients by finite differences.
+
+use super::matmul::add_product;
+use crate::kernels::gemm::{Threading, sgemm, sgemm_new};
+use crate::kernels::{fastmath, map1_simd, map2_simd, use_parallel};
+use crate::tape::{BackwardOp, GradSink};
+use crate::{Tensor, Var};
+use ndarray::{Array2, ArrayView2, Axis, Ix2, IxDyn};
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// The activation fused into [`Var::linear`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinearAct {
+    /// No activation: `x · Wᵀ + b`.
+    Identity,
+    /// `max(·, 0)` (NaN propagates, as [`Var::relu`]).
+    Relu,
+    /// The exact (erf) GELU, as [`Var::gelu`].
+    Gelu,
+}
+
+/// Elements per parallel task of the in-place loops.
+const CHUNK: usize = 1 << 14;
+
+/// ReLU in place, with the same `x < 0` test as [`Var::relu`].
+fn relu_in_place(y: &mut [f32]) {
+    let f = |c: &mut [f32]| {
+        // An unconditional select (not a conditional store), so the loop vectorizes.
+        for v in c {
+            *v = if *v < 0.0 { 0.0 } else { *v };
+        }
+    };
+    if use_parallel(y.len()) {
+        y.par_chunks_mut(CHUNK).for_each(f);
+    } else {
+        f(y);
+    }
+}
+
+/// `g = 0` where the ReLU output `y` is not positive (the gradient of [`Var::relu`]).
+fn relu_mask_in_place(g: &mut [f32], y: &[f32]) {
+    let f = |(g, y): (&mut [f32], &[f32])| {
+        for (g, &y) in g.iter_mut().zip(y) {
+            // `y > 0` exactly where the input was > 0 (NaN gets no gradient, as in `relu`).
+            *g = if y > 0.0 { *g } else { 0.0 };
+        }
+    };
+    if use_parallel(g.len()) {
+        g.par_chunks_mut(CHUNK).zip(y.par_chunks(CHUNK)).for_each(f);
+    } else {
+        f((g, y));
+    }
+}
+
+/// GELU in place through a small stack buffer (the vectorized kernel needs distinct slices).
+fn gelu_in_place(y: &mut [f32]) {
+    let f = |c: &mut [f32]| {
+        let mut tmp = [0.0_f32; 256];
+        for block in c.chunks_mut(tmp.len()) {
+            let t = &mut tmp[..block.len()];
+            t.copy_from_slice(block);
+            fastmath::gelu_slice(t, block);
+        }
+    };
+    if use_parallel(y.len()) {
+        y.par_chunks_mut(CHUNK).for_each(f);
+    } else {
+        f(y);
+    }
+}
+
+/// `x` as `[rows, in]` (every tape value is in standard layout).
+fn rows_view(x: &Tensor) -> ArrayView2<'_, f32> {
+    let k = x.shape()[x.ndim() - 1];
+    x.view()
+        .into_shape_with_order((x.len() / k.max(1), k))
+        .expect("tape values are in standard layout")
+}
+
+/// `x · Wᵀ + b` as a `[rows, out]` array: the bias written once, the product accumulated
+/// onto it.
+fn affine(x: ArrayView2<'_, f32>, w: ArrayView2<'_, f32>, b: Option<&Tensor>) -> Array2<f32> {
+    let (rows, out) = (x.nrows(), w.nrows());
+    match b {
+        Some(b) => {
+            let b = b.as_slice().expect("standard layout");
+            let mut y = Vec::with_capacity(rows * out);
+            for _ in 0..rows {
+                y.extend_from_slice(b);
+            }
+            let mut y = Array2::from_shape_vec((rows, out), y).expect("rows · out elements");
+            sgemm(y.view_mut(), x, w.t(), true, Threading::Auto);
+            y
+        }
+        None => sgemm_new(x, w.t(), Threading::Auto),
+    }
+}
+
+struct LinearBackward {
+    x: usize,
+    w: usize,
+    b: Option<usize>,
+    x_val: Arc<Tensor>,
+    w_val: Arc<Tensor>,
+    act: LinearAct,
+    /// ReLU: the output (read by the mask); GELU: the pre-activation; identity: nothing.
+    saved: Option<Saved>,
+}
+
+enum Saved {
+    Output(super::unary::SavedOutput),
+    PreActivation(Tensor),
+}
+
+impl BackwardOp for LinearBackward {
+    fn backward(&self, g: &Tensor, sink: &mut GradSink<'_>) {
+        self.backward_owned(g.clone(), sink);
+    }
+
+    fn backward_owned(&self, g: Tensor, sink: &mut GradSink<'_>) {
+        let mut g = if g.is_standard_layout() {
+            g
+        } else {
+            g.as_standard_layout().into_owned()
+        };
+        // dz = dy ⊙ act'(z), in the gradient's own buffer where possible.
+        let dz: Tensor = match (&self.saved, self.act) {
+            (Some(Saved::Output(y)), LinearAct::Relu) => {
+                relu_mask_in_place(
+                    g.as_slice_mut().expect("standard layout"),
+                    y.get().as_slice().expect("standard layout"),
+                );
+                g
+            }
+            (Some(Saved::PreActivation(z)), LinearAct::Gelu) => map2_simd(
+                &g.view(),
+                &z.view(),
+                fastmath::gelu_backward_slice,
+                |g, s| g * fastmath::gelu_grad(s),
+            ),
+            _ => g,
+        };
+        let dz2 = rows_view(&dz);
+        let x2 = rows_view(&self.x_val);
+        let w2 = self
+            .w_val
+            .view()
+            .into_dimensionality::<Ix2>()
+            .expect("2-D weight");
+        if let Some(b) = self.b {
+            if sink.wants(b) {
+                // The same reduction (and order) as the composed broadcast add's backward.
+                sink.add(b, dz2.sum_axis(Axis(0)).into_dyn());
+            }
+        }
+        if sink.wants(self.w) {
+            add_product(sink, self.w, dz2.t(), x2, self.w_val.shape());
+        }
+        if sink.wants(self.x) {
+            add_product(sink, self.x, dz2, w2, self.x_val.shape());
+        }
+    }
+}
+
+impl<'t> Var<'t> {
+    /// The fused affine layer `act(self · weightᵀ + bias)` over the last axis, with the weight
+    /// stored `[out, in]` (the transpose is a strided view). Equal to
+    /// `act(self.matmul_t(weight) + bias)` up to float rounding, in one pass over the output
+    /// instead of three (see the module docs).
+    ///
+    /// # Shapes
+    /// `self: [.., in]` (rank ≥ 1), `weight: [out, in]`, `bias: [out]` → `[.., out]`.
+    ///
+    /// # Panics
+    /// If `weight` is not 2-D, the last axis of `self` is not `in`, `bias` is not `[out]`, or
+    /// the operands belong to different tapes.
+    pub fn linear(self, weight: Var<'t>, bias: Option<Var<'t>>, act: LinearAct) -> Var<'t> {
+        self.same_tape(&weight, "linear");
+        let (x_val, w_val) = (self.value(), weight.value());
+        assert!(
+            w_val.ndim() == 2
+                && x_val.ndim() >= 1
+                && x_val.shape()[x_val.ndim() - 1] == w_val.shape()[1],
+            "linear: input shape {:?} does not match weight shape {:?} ([out, in])",
+            x_val.shape(),
+            w_val.shape()
+        );
+        let out = w_val.shape()[0];
+        let b_val = bias.map(|b| {
+            self.same_tape(&b, "linear");
+            let v = b.value();
+            assert_eq!(
+                v.shape(),
+                &[out],
+                "linear: bias shape {:?} vs weight shape {:?}",
+                v.shape(),
+                w_val.shape()
+            );
+            v
+        });
+        let w2 = w_val.view().into_dimensionality::<Ix2>().expect("2-D");
+        let y2 = affine(rows_view(&x_val), w2, b_val.as_deref());
+        let mut out_shape = x_val.shape().to_vec();
+        *out_shape.last_mut().expect("rank ≥ 1") = out;
+        let mut y = y2
+            .into_shape_with_order(IxDyn(&out_shape))
+            .expect("same element count");
+        let mut inputs = vec![self, weight];
+        inputs.extend(bias);
+        let needs_grad = inputs.iter().any(|v| v.requires_grad());
+        let make = |saved| LinearBackward {
+            x: self.id,
+            w: weight.id,
+            b: bias.map(|b| b.id),
+            x_val,
+            w_val,
+            act,
+            saved,
+        };
+        match act {
+            LinearAct::Identity => self.tape.record(&inputs, y, || make(None)),
+            LinearAct::Relu => {
+                relu_in_place(y.as_slice_mut().expect("standard layout"));
+                super::unary::record_with_output(self.tape, &inputs, y, |s| {
+                    make(Some(Saved::Output(s)))
+                })
+            }
+            LinearAct::Gelu if needs_grad => {
+                let a = map1_simd(&y.view(), fastmath::gelu_slice, fastmath::gelu);
+                self.tape
+                    .record(&inputs, a, || make(Some(Saved::PreActivation(y))))
+            }
+            LinearAct::Gelu => {
+                gelu_in_place(y.as_slice_mut().expect("standard layout"));
+                self.tape.record(&inputs, y, || make(None))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LinearAct;
+    use crate::Tape;
+    use crate::gradcheck::{assert_gradients, randn, value_and_grads};
+
+    const ACTS: [LinearAct; 3] = [LinearAct::Identity, LinearAct::Relu, LinearAct::Gelu];
+
+    fn composed<'t>(
+        x: crate::Var<'t>,
+        w: crate::Var<'t>,
+        b: Option<crate::Var<'t>>,
+        act: LinearAct,
+    ) -> crate::Var<'t> {
+        let z = x.matmul_t(w);
+        let z = match b {
+            Some(b) => z + b,
+            None => z,
+        };
+        match act {
+            LinearAct::Identity => z,
+            LinearAct::Relu => z.relu(),
+            LinearAct::Gelu => z.gelu(),
+        }
+    }
+
+    fn close(a: &crate::Tensor, b: &crate::Tensor, tol: f32) {
+        assert_eq!(a.shape(), b.shape());
+        for (x, y) in a.iter().zip(b.iter()) {
+            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn fused_matches_composed_values_and_gradients() {
+        // 2-D and 3-D inputs, with and without bias, every activation, on the tape with
+        // gradients and without.
+        for (xs, out, seed) in [
+            (vec![7, 5], 6, 1),
+            (vec![3, 4, 5], 6, 2),
+            (vec![300, 70], 33, 3),
+        ] {
+            let w = randn(&[out, xs[xs.len() - 1]], seed + 10);
+            let b = randn(&[out], seed + 20);
+            let x = randn(&xs, seed);
+            for act in ACTS {
+                for with_bias in [true, false] {
+                    let inputs = if with_bias {
+                        vec![x.clone(), w.clone(), b.clone()]
+                    } else {
+                        vec![x.clone(), w.clone()]
+                    };
+                    let (fv, fg) = value_and_grads(&inputs, 5, move |_, v| {
+                        v[0].linear(v[1], v.get(2).copied(), act)
+                    });
+                    let (sv, sg) = value_and_grads(&inputs, 5, move |_, v| {
+                        composed(v[0], v[1], v.get(2).copied(), act)
+                    });
+                    close(&fv, &sv, 1e-5);
+                    for (a, b) in fg.iter().zip(&sg) {
+                        close(a, b, 1e-4);
+                    }
+                    // No-grad tape: in-place activation, same values.
+                    let tape = Tape::no_grad();
+                    let vs: Vec<_> = inputs.iter().map(|t| tape.constant(t.clone())).collect();
+                    let y = vs[0].linear(vs[1], vs.get(2).copied(), act);
+                    let want = composed(vs[0], vs[1], vs.get(2).copied(), act);
+                    close(&y.value(), &want.value(), 1e-5);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gradient_checks() {
+        for act in ACTS {
+            let x = randn(&[4, 3, 5], 7) * 0.3;
+            let w = randn(&[4, 5], 8) * 0.3;
+            // Pre-activations away from the ReLU kink (the finite differences would straddle
+            // it): a bias of ±2 dominates the small products, two units on each side.
+            let b = ndarray::array![2.0_f32, -2.0, 2.5, -2.5].into_dyn();
+            assert_gradients(&[x.clone(), w.clone(), b], move |_, v| {
+                v[0].linear(v[1], Some(v[2]), act)
+            });
+            if act != LinearAct::Relu {
+                assert_gradients(&[x, w], move |_, v| v[0].linear(v[1], None, act));
+            }
+        }
+    }
+
+    #[test]
+    fn relu_propagates_nan_like_the_unary_op() {
+        let tape = Tape::no_grad();
+        let x = tape.constant(ndarray::array![[-2.0_f32, 1.0]].into_dyn());
+        let w = tape.constant(ndarray::array![[1.0_f32, 0.0], [0.0, 1.0]].into_dyn());
+        let b = tape.constant(ndarray::array![f32::NAN, 0.0].into_dyn());
+        let y = x.linear(w, Some(b), LinearAct::Relu).value();
+        assert!(y[[0, 0]].is_nan());
+        assert_eq!(y[[0, 1]], 1.0);
+        let y = x.linear(w, None, LinearAct::Relu).value();
+        assert_eq!(y.as_slice().unwrap(), &[0.0, 1.0]);
+    }
+
+    #[test]
+    #[should_panic(expected = "linear: input shape [2, 3] does not match weight shape [4, 5]")]
+    fn mismatch_panics_with_both_shapes() {
+        let tape = Tape::new();
+        let _ = tape.constant(randn(&[2, 3], 1)).linear(
+            tape.constant(randn(&[4, 5], 2)),
+            None,
+            LinearAct::Identity,
+        );
+    }
+}
