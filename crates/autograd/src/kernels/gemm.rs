@@ -88,33 +88,24 @@ pub fn sgemm(
     }
 }
 
-/// A new `[rows, cols]` array whose every element `fill` writes before it is read — the output
-/// of a product with `accumulate = false` — without the zeroing pass of `Array2::zeros`.
+/// A new array whose every element `fill` writes — the output of a product with
+/// `accumulate = false`.
+///
+/// The buffer comes from `vec![0.0; n]`, i.e. the allocator's zeroed allocation (`calloc`): for
+/// the large products it is fresh pages the kernel has already zeroed, so there is no separate
+/// zeroing pass over them, and no uninitialized memory is ever viewed as `f32` (an earlier
+/// version handed the product a `&mut [f32]` over `Vec::spare_capacity_mut`, which Rust's rules
+/// make undefined behaviour even though the product never reads it).
 fn write_once<D: ndarray::Dimension>(
     shape: D,
     fill: impl FnOnce(&mut [f32]),
 ) -> ndarray::Array<f32, D> {
-    let n = shape.size();
-    let mut v: Vec<f32> = Vec::with_capacity(n);
-    {
-        let spare = &mut v.spare_capacity_mut()[..n];
-        // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and `f32` has no invalid bit
-        // patterns, so viewing the spare capacity as `[f32]` is sound; the values are
-        // meaningless until written, and `fill` (a product with `accumulate = false`, see the
-        // callers) writes every element before anything reads it.
-        #[allow(unsafe_code)]
-        let out = unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<f32>(), n) };
-        fill(out);
-    }
-    // SAFETY: the first `n` elements were written by `fill` above.
-    #[allow(unsafe_code)]
-    unsafe {
-        v.set_len(n);
-    }
+    let mut v = vec![0.0f32; shape.size()];
+    fill(&mut v);
     ndarray::Array::from_shape_vec(shape, v).expect("n elements")
 }
 
-/// `a · b` into a new array, written once (no zeroing pass before the product).
+/// `a · b` into a new array (see `write_once` for how the buffer is allocated).
 ///
 /// # Panics
 /// If the inner dimensions differ.
@@ -131,7 +122,7 @@ pub fn sgemm_new(
 }
 
 /// A new `[batch, m, n]` array filled by `fill`, which must write every element (e.g. one
-/// product with `accumulate = false` per item); no zeroing pass.
+/// product with `accumulate = false` per item).
 pub fn new3_written_by(
     batch: usize,
     m: usize,
