@@ -16,6 +16,8 @@
 //! --lambdas 0,0.001,0.003,0.01,0.03,0.1,0.5,2 --log-sizes 1000,3000,10000,30000
 //! --out docs/experiments/figures]`
 
+mod support;
+
 use anyhow::{Context, Result, bail};
 use closeup::autograd::{init_thread_pool, num_threads};
 use closeup::blend_study::{StudyConfig, StudyReport, run};
@@ -24,13 +26,7 @@ use closeup::figures::{Series, line_chart};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Instant;
-
-fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0).max(1.0);
-    (m, var.sqrt())
-}
+use support::{flag, mean_sd};
 
 fn list<T: FromStr>(args: &[String], name: &str, default: &str) -> Result<Vec<T>> {
     let text = match args.iter().position(|a| a == name) {
@@ -44,18 +40,6 @@ fn list<T: FromStr>(args: &[String], name: &str, default: &str) -> Result<Vec<T>
         .map(|s| s.trim().parse::<T>().ok())
         .collect::<Option<Vec<T>>>()
         .with_context(|| format!("{name}: a comma-separated list of numbers, not {text:?}"))
-}
-
-fn value<T: FromStr>(args: &[String], name: &str, default: T) -> Result<T> {
-    match args.iter().position(|a| a == name) {
-        None => Ok(default),
-        Some(i) => args
-            .get(i + 1)
-            .with_context(|| format!("{name} needs a value"))?
-            .parse()
-            .ok()
-            .with_context(|| format!("{name}: cannot parse {:?}", args[i + 1])),
-    }
 }
 
 /// The gap closed towards `top` from production.
@@ -72,8 +56,8 @@ fn main() -> Result<()> {
     let seeds: Vec<u64> = list(&args, "--seeds", "1,2,3,4,5")?;
     let lambdas: Vec<f32> = list(&args, "--lambdas", "0,0.001,0.003,0.01,0.03,0.1,0.5,2")?;
     let sizes: Vec<usize> = list(&args, "--log-sizes", "1000,3000,10000,30000")?;
-    let threads: usize = value(&args, "--threads", 0)?;
-    let out = PathBuf::from(value(
+    let threads: usize = flag(&args, "--threads", 0)?;
+    let out = PathBuf::from(flag(
         &args,
         "--out",
         "docs/experiments/figures".to_string(),

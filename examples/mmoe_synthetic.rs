@@ -18,6 +18,8 @@
 //! Run: `cargo run --release --example mmoe_synthetic -- --threads 1 [--seeds 16 --epochs 30 --lr 3e-3
 //! --out docs/experiments/figures]`
 
+mod support;
+
 use anyhow::{Context, Result, bail};
 use closeup::autograd::optim::{Adam, Optimizer};
 use closeup::autograd::{
@@ -34,6 +36,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use std::path::PathBuf;
 use std::time::Instant;
+use support::{flag, mean_sd};
 
 /// The three models of the paper.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,13 +213,6 @@ fn train(arch: Arch, d: &Data, seed: u64, o: &Options) -> Result<Run> {
     Ok(Run { curve })
 }
 
-fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0).max(1.0);
-    (m, var.sqrt())
-}
-
 fn quantile(v: &[f64], q: f64) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
@@ -233,18 +229,6 @@ fn checkpoints(epochs: usize) -> Vec<usize> {
         .collect();
     v.push(epochs);
     v
-}
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T> {
-    match args.iter().position(|a| a == name) {
-        None => Ok(default),
-        Some(i) => args
-            .get(i + 1)
-            .with_context(|| format!("{name} needs a value"))?
-            .parse()
-            .ok()
-            .with_context(|| format!("{name}: cannot parse {:?}", args[i + 1])),
-    }
 }
 
 /// Histogram of the final losses (one series per model, common bins per correlation).
@@ -273,18 +257,22 @@ fn histogram(title: &str, finals: &[(Arch, Vec<f64>)], bins: usize) -> String {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let o = Options {
-        seeds: arg(&args, "--seeds", 16)?,
-        epochs: arg(&args, "--epochs", 30)?,
-        batch: arg(&args, "--batch", 128)?,
-        lr: arg(&args, "--lr", 3e-3)?,
-        train: arg(&args, "--train", 10_000)?,
-        test: arg(&args, "--test", 2_000)?,
-        out: PathBuf::from(arg(&args, "--out", "docs/experiments/figures".to_string())?),
+        seeds: flag(&args, "--seeds", 16)?,
+        epochs: flag(&args, "--epochs", 30)?,
+        batch: flag(&args, "--batch", 128)?,
+        lr: flag(&args, "--lr", 3e-3)?,
+        train: flag(&args, "--train", 10_000)?,
+        test: flag(&args, "--test", 2_000)?,
+        out: PathBuf::from(flag(
+            &args,
+            "--out",
+            "docs/experiments/figures".to_string(),
+        )?),
     };
     if o.seeds < 2 || o.epochs == 0 || o.batch == 0 || o.train == 0 || o.test == 0 {
         bail!("--seeds must be >= 2 and --epochs, --batch, --train, --test >= 1");
     }
-    init_thread_pool(arg(&args, "--threads", 0)?)?;
+    init_thread_pool(flag(&args, "--threads", 0)?)?;
     std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
     let started = Instant::now();
 

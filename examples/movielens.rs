@@ -27,6 +27,8 @@
 //!     [--epochs 2] [--figures docs/experiments/figures]
 //! ```
 
+mod support;
+
 use anyhow::{Context, Result, bail};
 use closeup::autograd::init_thread_pool;
 use closeup::data::metrics::MetricsReport;
@@ -38,6 +40,7 @@ use closeup::train::{PredictOptions, ProgressMode, TrainConfig, Trainer, metrics
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
+use support::{mean_sd, pm};
 
 struct Args {
     data: PathBuf,
@@ -155,17 +158,6 @@ fn run(cfg: &ModelConfig, sequence: bool, seed: u64, epochs: usize, data: &Split
     })
 }
 
-fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 {
-        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (mean, var.sqrt())
-}
-
 struct Point {
     label: String,
     runs: Vec<Run>,
@@ -184,10 +176,6 @@ impl Point {
     fn collect(&self, f: impl Fn(&Run) -> Option<f64>) -> Vec<f64> {
         self.runs.iter().map(|r| f(r).unwrap_or(f64::NAN)).collect()
     }
-}
-
-fn pm((m, s): (f64, f64)) -> String {
-    format!("{m:.4} ± {s:.4}")
 }
 
 fn counts(ds: &EngagementDataset) -> String {

@@ -16,6 +16,8 @@
 //! [--figures docs/experiments/figures] [--quick]`
 //! (`--quick`: a small world, one seed, two points per axis, to check the pipeline.)
 
+mod support;
+
 use anyhow::{Context, Result, bail};
 use closeup::autograd::init_thread_pool;
 use closeup::data::metrics::MetricsReport;
@@ -31,6 +33,7 @@ use ndarray::Array2;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
+use support::{mean_sd, pm};
 
 /// Seed of the simulated world (the same world for every run).
 const WORLD_SEED: u64 = 1;
@@ -158,18 +161,6 @@ fn run(cfg: &ModelConfig, seed: u64, data: &Data) -> Result<Run> {
     })
 }
 
-/// Mean and sample standard deviation (0 for one value).
-fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 {
-        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (mean, var.sqrt())
-}
-
 /// One configuration over every seed.
 struct Point {
     label: String,
@@ -189,10 +180,6 @@ impl Point {
     fn task_valid(&self, k: usize) -> f64 {
         mean_sd(&self.collect(|r| r.valid.tasks[k].1.auc)).0
     }
-}
-
-fn pm((m, s): (f64, f64)) -> String {
-    format!("{m:.4} ± {s:.4}")
 }
 
 /// A markdown table: one row per point, validation AUC per task (seed mean), mean validation

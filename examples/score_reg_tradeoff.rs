@@ -15,6 +15,8 @@
 //! Run: `cargo run --release --example score_reg_tradeoff -- --threads 1 [--pairs 3
 //! --lambdas 0,1,3,10,30,100,300,1000 --size quick --out docs/experiments/figures]`
 
+mod support;
+
 use anyhow::{Context, Result, bail};
 use closeup::autograd::{init_thread_pool, num_threads};
 use closeup::data::metrics::ChurnReport;
@@ -30,6 +32,7 @@ use closeup::train::{
 use ndarray::Array2;
 use std::path::PathBuf;
 use std::time::Instant;
+use support::{flag, mean_sd};
 
 struct Sets {
     train: EngagementDataset,
@@ -91,25 +94,6 @@ fn task_mean(
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
-fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0).max(1.0);
-    (m, var.sqrt())
-}
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T> {
-    match args.iter().position(|a| a == name) {
-        None => Ok(default),
-        Some(i) => args
-            .get(i + 1)
-            .with_context(|| format!("{name} needs a value"))?
-            .parse()
-            .ok()
-            .with_context(|| format!("{name}: cannot parse {:?}", args[i + 1])),
-    }
-}
-
 /// One point of the sweep, over all pairs.
 #[derive(Default)]
 struct Point {
@@ -122,8 +106,8 @@ struct Point {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let pairs: u64 = arg(&args, "--pairs", 3)?;
-    let lambdas: Vec<f32> = arg(&args, "--lambdas", "0,1,3,10,30,100,300,1000".to_string())?
+    let pairs: u64 = flag(&args, "--pairs", 3)?;
+    let lambdas: Vec<f32> = flag(&args, "--lambdas", "0,1,3,10,30,100,300,1000".to_string())?
         .split(',')
         .map(|s| s.trim().parse::<f32>())
         .collect::<Result<_, _>>()
@@ -131,14 +115,18 @@ fn main() -> Result<()> {
     if pairs == 0 || lambdas.iter().any(|l| !(l.is_finite() && *l >= 0.0)) {
         bail!("--pairs must be >= 1 and every λ finite and >= 0");
     }
-    let size = match arg(&args, "--size", "quick".to_string())?.as_str() {
+    let size = match flag(&args, "--size", "quick".to_string())?.as_str() {
         "quick" => DemoSize::Quick,
         "full" => DemoSize::Full,
         other => bail!("--size: quick or full, not {other:?}"),
     };
-    let seed: u64 = arg(&args, "--seed", 1)?;
-    let out = PathBuf::from(arg(&args, "--out", "docs/experiments/figures".to_string())?);
-    init_thread_pool(arg(&args, "--threads", 0)?)?;
+    let seed: u64 = flag(&args, "--seed", 1)?;
+    let out = PathBuf::from(flag(
+        &args,
+        "--out",
+        "docs/experiments/figures".to_string(),
+    )?);
+    init_thread_pool(flag(&args, "--threads", 0)?)?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let started = Instant::now();
 
