@@ -5,7 +5,9 @@
 //!
 //! Run: `cargo run --release --example mlp_regression [-- --epochs 40 --seed 7 --threads 2]`
 
-use anyhow::{Context, Result, bail};
+mod support;
+
+use anyhow::{Result, bail};
 use closeup::autograd::checkpoint::Checkpoint;
 use closeup::autograd::optim::{Adam, Optimizer};
 use closeup::autograd::{
@@ -15,6 +17,7 @@ use ndarray::{Array2, Axis, Ix2};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use support::flag;
 
 /// `y = x · Wᵀ + b` with weights stored `[out, in]` (He-uniform initialisation).
 struct Dense {
@@ -108,22 +111,11 @@ fn mse(pred: &Tensor, y: &Array2<f32>) -> f32 {
     (&p - y).mapv(|e| e * e).mean().unwrap_or(f32::NAN)
 }
 
-fn arg(args: &[String], name: &str, default: u64) -> Result<u64> {
-    match args.iter().position(|a| a == name) {
-        None => Ok(default),
-        Some(i) => args
-            .get(i + 1)
-            .with_context(|| format!("{name} needs a value"))?
-            .parse()
-            .with_context(|| format!("{name} must be a non-negative integer")),
-    }
-}
-
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let epochs = arg(&args, "--epochs", 40)? as usize;
-    let seed = arg(&args, "--seed", 7)?;
-    init_thread_pool(arg(&args, "--threads", 0)? as usize)?;
+    let epochs: usize = flag(&args, "--epochs", 40)?;
+    let seed: u64 = flag(&args, "--seed", 7)?;
+    init_thread_pool(flag(&args, "--threads", 0)?)?;
 
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (x_train, y_train) = dataset(4096, &mut rng);
