@@ -13,7 +13,7 @@
 
 use super::Mmoe;
 use closeup_autograd::Tensor;
-use closeup_autograd::kernels::gemm::{Threading, sgemm};
+use closeup_autograd::kernels::gemm::{Threading, affine, affine_into, sgemm};
 use closeup_layers::Linear;
 use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayViewMut2, Axis, Ix1, Ix2, s};
 
@@ -44,53 +44,27 @@ fn columns(w: ArrayView2<'_, f32>, off: usize, cols: &[usize]) -> Array2<f32> {
 
 /// `b + u · W[:, off + user_cols]ᵀ`: the bias with the shared input folded in.
 fn folded_bias(layer: &Linear, off: usize, s: &SplitInput<'_>) -> Array1<f32> {
-    let w = w2(layer.weight());
-    let mut b: Array1<f32> = match layer.bias() {
-        Some(b) => b
-            .value()
-            .view()
-            .into_dimensionality::<Ix1>()
-            .expect("1-D")
-            .to_owned(),
-        None => Array1::zeros(w.nrows()),
-    };
-    let wu = columns(w, off, s.user_cols);
+    let mut b = bias_of(layer);
+    let wu = columns(w2(layer.weight()), off, s.user_cols);
     b += &wu.dot(&ArrayView1::from(s.user));
     b
 }
 
-/// `act(x · Wᵀ + b)` into `dst` (any strides): the bias written first, the product
-/// accumulated onto it, the ReLU in place.
-fn affine_into(
-    mut dst: ArrayViewMut2<'_, f32>,
-    x: ArrayView2<'_, f32>,
-    w: ArrayView2<'_, f32>,
-    b: ArrayView1<'_, f32>,
-    relu: bool,
-) {
-    for mut row in dst.rows_mut() {
-        row.assign(&b);
-    }
-    sgemm(dst.view_mut(), x, w.t(), true, Threading::Auto);
-    if relu {
-        dst.mapv_inplace(|v| if v < 0.0 { 0.0 } else { v });
-    }
+/// ReLU in place (any strides), with the same `x < 0` test as `Var::relu`.
+fn relu(mut y: ArrayViewMut2<'_, f32>) {
+    y.mapv_inplace(|v| if v < 0.0 { 0.0 } else { v });
 }
 
-/// [`affine_into`] a new `[rows, out]` array.
-fn affine_new(
+/// `act(x · Wᵀ + b)` as a new `[rows, out]` array, ReLU or identity.
+fn affine_act(
     x: ArrayView2<'_, f32>,
     w: ArrayView2<'_, f32>,
     b: ArrayView1<'_, f32>,
-    relu: bool,
+    relu_on: bool,
 ) -> Array2<f32> {
-    let mut y = b
-        .broadcast((x.nrows(), b.len()))
-        .expect("[out] → [rows, out]")
-        .to_owned();
-    sgemm(y.view_mut(), x, w.t(), true, Threading::Auto);
-    if relu {
-        y.mapv_inplace(|v| if v < 0.0 { 0.0 } else { v });
+    let mut y = affine(x, w, Some(b));
+    if relu_on {
+        relu(y.view_mut());
     }
     y
 }
@@ -169,7 +143,7 @@ impl Mmoe {
         let bv: Vec<_> = bs.iter().map(|b| b.view()).collect();
         let w_wide = ndarray::concatenate(Axis(0), &wv).expect("same widths");
         let b_wide = ndarray::concatenate(Axis(0), &bv).expect("1-D");
-        let wide = affine_new(cand, w_wide.view(), b_wide.view(), true);
+        let wide = affine_act(cand, w_wide.view(), b_wide.view(), true);
         // Deeper layers per expert, the last one into the expert's slot of [C, E, H].
         let h = self.experts[0].outputs();
         let mut experts = Array3::<f32>::zeros((c, e, h));
@@ -181,9 +155,11 @@ impl Mmoe {
                 let x = owned.as_ref().map_or(x0, |a| a.view());
                 let (w, b) = (w2(layer.weight()), bias_of(layer));
                 if j + 1 == rest.len() {
-                    affine_into(experts.slice_mut(s![.., i, ..]), x, w, b.view(), true);
+                    let mut slot = experts.slice_mut(s![.., i, ..]);
+                    affine_into(slot.view_mut(), x, w, Some(b.view()));
+                    relu(slot);
                 } else {
-                    owned = Some(affine_new(x, w, b.view(), true));
+                    owned = Some(affine_act(x, w, b.view(), true));
                 }
             }
             if rest.is_empty() {
@@ -196,7 +172,7 @@ impl Mmoe {
             .iter()
             .map(|g| {
                 let w = columns(w2(g.weight()), 0, split.cand_cols);
-                let mut z = affine_new(cand, w.view(), folded_bias(g, 0, split).view(), false);
+                let mut z = affine_act(cand, w.view(), folded_bias(g, 0, split).view(), false);
                 softmax_rows(&mut z);
                 z
             })
@@ -222,7 +198,7 @@ impl Mmoe {
                 // [m, x] · W₀ᵀ = m · W₀[:, ..h]ᵀ + v · W₀[:, h + V]ᵀ + u · W₀[:, h + U]ᵀ.
                 let w0 = w2(tower[0].weight());
                 let wv = columns(w0, h, split.cand_cols);
-                let mut y = affine_new(
+                let mut y = affine_act(
                     m.view(),
                     w0.slice(s![.., ..h]),
                     folded_bias(&tower[0], h, split).view(),
@@ -230,11 +206,11 @@ impl Mmoe {
                 );
                 sgemm(y.view_mut(), cand, wv.t(), true, Threading::Auto);
                 if last > 0 {
-                    y.mapv_inplace(|v| if v < 0.0 { 0.0 } else { v });
+                    relu(y.view_mut());
                 }
                 y
             } else {
-                affine_new(
+                affine_act(
                     m.view(),
                     w2(tower[0].weight()),
                     bias_of(&tower[0]).view(),
@@ -242,7 +218,7 @@ impl Mmoe {
                 )
             };
             for (i, layer) in tower.iter().enumerate().skip(1) {
-                y = affine_new(
+                y = affine_act(
                     y.view(),
                     w2(layer.weight()),
                     bias_of(layer).view(),

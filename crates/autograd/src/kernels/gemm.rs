@@ -7,7 +7,8 @@
 //! keeps the inner `k` loop on one thread, so the sum order — hence the result — is the same
 //! for every thread count.
 
-use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut2, ArrayViewMut3};
+use ndarray::{Array2, Array3, ArrayView1, ArrayView2, ArrayViewMut2, ArrayViewMut3};
+use std::borrow::Cow;
 
 /// Products with fewer multiply-adds than this run single-threaded.
 pub const PAR_MIN_FLOPS: usize = 1 << 18;
@@ -86,6 +87,67 @@ pub fn sgemm(
             parallelism,
         );
     }
+}
+
+/// `dst = x · wᵀ + b` (any strides; `b` broadcast over the rows, zero when `None`): the bias
+/// is written first and the product accumulated onto it (`gemm` with `β = 1`), so the output is
+/// written in one pass after the bias. The affine step of the fused linear op and of the
+/// tape-free serving head.
+///
+/// # Panics
+/// If the shapes are not `x: [rows, in]`, `w: [out, in]`, `b: [out]`, `dst: [rows, out]`.
+pub fn affine_into(
+    mut dst: ArrayViewMut2<'_, f32>,
+    x: ArrayView2<'_, f32>,
+    w: ArrayView2<'_, f32>,
+    b: Option<ArrayView1<'_, f32>>,
+) {
+    match b {
+        Some(b) => {
+            check_bias(b, w);
+            for mut row in dst.rows_mut() {
+                row.assign(&b);
+            }
+        }
+        None => dst.fill(0.0),
+    }
+    sgemm(dst, x, w.t(), true, Threading::Auto);
+}
+
+/// [`affine_into`] a new `[rows, out]` array (without a bias, the product is the only write).
+///
+/// # Panics
+/// As [`affine_into`].
+pub fn affine(
+    x: ArrayView2<'_, f32>,
+    w: ArrayView2<'_, f32>,
+    b: Option<ArrayView1<'_, f32>>,
+) -> Array2<f32> {
+    let Some(b) = b else {
+        return sgemm_new(x, w.t(), Threading::Auto);
+    };
+    check_bias(b, w);
+    let (rows, out) = (x.nrows(), w.nrows());
+    let b: Cow<'_, [f32]> = b
+        .as_slice()
+        .map_or_else(|| Cow::Owned(b.to_vec()), Cow::Borrowed);
+    let mut y = Vec::with_capacity(rows * out);
+    for _ in 0..rows {
+        y.extend_from_slice(&b);
+    }
+    let mut y = Array2::from_shape_vec((rows, out), y).expect("rows · out elements");
+    sgemm(y.view_mut(), x, w.t(), true, Threading::Auto);
+    y
+}
+
+fn check_bias(b: ArrayView1<'_, f32>, w: ArrayView2<'_, f32>) {
+    assert_eq!(
+        b.len(),
+        w.nrows(),
+        "affine: bias shape {:?} vs weight shape {:?}",
+        b.shape(),
+        w.shape()
+    );
 }
 
 /// A new array whose every element `fill` writes — the output of a product with
@@ -216,5 +278,45 @@ mod tests {
             Threading::Auto,
         );
         assert!(c.iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn affine_equals_product_plus_bias_for_any_layout() {
+        let x = filled(9, 7, 0.3);
+        let w = filled(5, 7, 0.7); // [out, in]
+        let wide_bias = filled(1, 10, 0.9);
+        let bias = wide_bias.row(0).to_owned().slice_move(ndarray::s![..5]);
+        let strided_bias = wide_bias.row(0).slice_move(ndarray::s![..;2]); // non-contiguous
+        for b in [bias.view(), strided_bias] {
+            let want = naive(x.view(), w.t()) + b;
+            let got = affine(x.view(), w.view(), Some(b));
+            assert!(
+                (&got - &want).iter().all(|d| d.abs() < 1e-5),
+                "{got} vs {want}"
+            );
+            let mut into = Array2::from_elem((18, 5), f32::NAN); // written through a strided view
+            affine_into(
+                into.slice_mut(ndarray::s![..;2, ..]),
+                x.view(),
+                w.view(),
+                Some(b),
+            );
+            assert_eq!(into.slice(ndarray::s![..;2, ..]), got);
+        }
+        let mut into = Array2::from_elem((9, 5), f32::NAN);
+        affine_into(into.view_mut(), x.view(), w.view(), None);
+        assert_eq!(into, affine(x.view(), w.view(), None));
+        assert_eq!(into, sgemm_new(x.view(), w.t(), Threading::Auto));
+    }
+
+    #[test]
+    #[should_panic(expected = "affine: bias shape [4] vs weight shape [5, 7]")]
+    fn affine_names_both_shapes_on_a_bias_mismatch() {
+        let b = ndarray::Array1::<f32>::zeros(4);
+        affine(
+            filled(2, 7, 0.1).view(),
+            filled(5, 7, 0.2).view(),
+            Some(b.view()),
+        );
     }
 }

@@ -15,11 +15,11 @@
 //! after); the tests compare both paths and check the gradients by finite differences.
 
 use super::matmul::add_product;
-use crate::kernels::gemm::{Threading, sgemm, sgemm_new};
+use crate::kernels::gemm::affine;
 use crate::kernels::{fastmath, map1_simd, map2_simd, use_parallel};
 use crate::tape::{BackwardOp, GradSink};
 use crate::{Tensor, Var};
-use ndarray::{Array2, ArrayView2, Axis, Ix2, IxDyn};
+use ndarray::{ArrayView2, Axis, Ix1, Ix2, IxDyn};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -90,25 +90,6 @@ fn rows_view(x: &Tensor) -> ArrayView2<'_, f32> {
     x.view()
         .into_shape_with_order((x.len() / k.max(1), k))
         .expect("tape values are in standard layout")
-}
-
-/// `x · Wᵀ + b` as a `[rows, out]` array: the bias written once, the product accumulated
-/// onto it.
-fn affine(x: ArrayView2<'_, f32>, w: ArrayView2<'_, f32>, b: Option<&Tensor>) -> Array2<f32> {
-    let (rows, out) = (x.nrows(), w.nrows());
-    match b {
-        Some(b) => {
-            let b = b.as_slice().expect("standard layout");
-            let mut y = Vec::with_capacity(rows * out);
-            for _ in 0..rows {
-                y.extend_from_slice(b);
-            }
-            let mut y = Array2::from_shape_vec((rows, out), y).expect("rows · out elements");
-            sgemm(y.view_mut(), x, w.t(), true, Threading::Auto);
-            y
-        }
-        None => sgemm_new(x, w.t(), Threading::Auto),
-    }
 }
 
 struct LinearBackward {
@@ -214,7 +195,10 @@ impl<'t> Var<'t> {
             v
         });
         let w2 = w_val.view().into_dimensionality::<Ix2>().expect("2-D");
-        let y2 = affine(rows_view(&x_val), w2, b_val.as_deref());
+        let b1 = b_val
+            .as_deref()
+            .map(|b| b.view().into_dimensionality::<Ix1>().expect("1-D bias"));
+        let y2 = affine(rows_view(&x_val), w2, b1);
         let mut out_shape = x_val.shape().to_vec();
         *out_shape.last_mut().expect("rank ≥ 1") = out;
         let mut y = y2
