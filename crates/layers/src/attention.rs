@@ -30,19 +30,6 @@ fn broadcastable_key_mask(
         .expect("same number of elements")
 }
 
-/// The `[B·H, 1, L]` keep-mask of a `[B, L]` key-padding mask, repeated for each of `heads`
-/// heads (row `b·H + h` is sequence `b`'s mask).
-fn per_head_key_mask(mask: &ArrayD<bool>, batch: usize, heads: usize, len: usize) -> ArrayD<bool> {
-    let m = broadcastable_key_mask(mask, batch, len, 3); // [B, 1, L]
-    let m = m
-        .broadcast(IxDyn(&[batch, heads, len]))
-        .expect("[B, 1, L] → [B, H, L]")
-        .as_standard_layout()
-        .into_owned();
-    m.into_shape_with_order(IxDyn(&[batch * heads, 1, len]))
-        .expect("same number of elements")
-}
-
 /// Multi-head scaled dot-product self-attention (Vaswani et al.) with a key-padding mask.
 ///
 /// Parameter names: `q.weight`, `q.bias`, `k.*`, `v.*`, `out.*`.
@@ -92,14 +79,6 @@ impl MultiHeadAttention {
         self.heads
     }
 
-    /// `[B, L, D] → [B·H, L, D/H]`.
-    fn split_heads<'t>(&self, x: Var<'t>, batch: usize, len: usize) -> Var<'t> {
-        let dh = self.dim() / self.heads;
-        x.reshape(&[batch, len, self.heads, dh])
-            .permute(&[0, 2, 1, 3])
-            .reshape(&[batch * self.heads, len, dh])
-    }
-
     /// Self-attention over `x`.
     ///
     /// # Shapes
@@ -119,27 +98,23 @@ impl MultiHeadAttention {
             "MultiHeadAttention::forward: input shape {shape:?} is not [batch, len, {}]",
             self.dim()
         );
-        let (batch, len) = (shape[0], shape[1]);
-        let dh = self.dim() / self.heads;
-        // The 1/√d_h scale goes on the queries ([B·H, L, d_h]), not on the scores
-        // ([B·H, L, L], L/d_h times larger); the scores stay [B·H, L, L] throughout (the mask is
-        // repeated per head instead), so no [B·H, L, L] tensor is copied by a reshape.
-        let q = self
-            .split_heads(self.q.forward(x), batch, len)
-            .mul_scalar(1.0 / (dh as f32).sqrt());
-        let k = self.split_heads(self.k.forward(x), batch, len);
-        let v = self.split_heads(self.v.forward(x), batch, len);
-        let scores = q.matmul_t(k);
-        let weights = match key_mask {
-            Some(m) => scores.masked_softmax(&per_head_key_mask(m, batch, self.heads, len)),
-            None => scores.softmax(2),
+        // One fused op for the head split, the scaled scores, the masked softmax, the dropout
+        // of the weights, the product with the values and the head merge (see
+        // `Var::multi_head_attention`); dropout draws its one seed from the context's RNG
+        // only when training.
+        let p = if ctx.is_training() {
+            self.dropout.p()
+        } else {
+            0.0
         };
-        let weights = self.dropout.forward(weights, ctx);
-        let context = weights
-            .matmul(v)
-            .reshape(&[batch, self.heads, len, dh])
-            .permute(&[0, 2, 1, 3])
-            .reshape(&[batch, len, self.dim()]);
+        let context = self.q.forward(x).multi_head_attention(
+            self.k.forward(x),
+            self.v.forward(x),
+            self.heads,
+            key_mask,
+            p,
+            &mut ctx.rng(),
+        );
         self.out.forward(context)
     }
 }

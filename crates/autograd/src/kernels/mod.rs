@@ -8,6 +8,7 @@
 pub mod alloc;
 pub mod fastmath;
 pub mod gemm;
+pub mod small;
 
 use crate::Tensor;
 use ndarray::{ArrayViewD, Zip};

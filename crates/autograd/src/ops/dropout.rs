@@ -29,20 +29,31 @@ fn splitmix64(seed: u64, i: u64) -> u64 {
 
 /// The mask of one dropout call: element `i` is kept iff its hash is `≥ threshold`.
 #[derive(Clone, Copy, Debug)]
-struct Mask {
+pub(crate) struct Mask {
     seed: u64,
     threshold: u64,
     scale: f32,
 }
 
 impl Mask {
-    fn new(p: f32, seed: u64) -> Self {
+    pub(crate) fn new(p: f32, seed: u64) -> Self {
         // p ∈ (0, 1), so p·2⁶⁴ < 2⁶⁴ (the cast saturates anyway).
         let threshold = (f64::from(p) * 18_446_744_073_709_551_616.0) as u64;
         Mask {
             seed,
             threshold,
             scale: 1.0 / (1.0 - p),
+        }
+    }
+
+    /// The factor of element `i`: `1 / (1 − p)` if it is kept, else 0 (inlined into the
+    /// callers' vectorized loops).
+    #[inline(always)]
+    pub(crate) fn factor(&self, i: u64) -> f32 {
+        if splitmix64(self.seed, i) >= self.threshold {
+            self.scale
+        } else {
+            0.0
         }
     }
 

@@ -1,6 +1,7 @@
 //! The differentiable ops, one family per file, each with its forward, its backward and its
 //! gradient-check tests. Ops are methods on [`crate::Var`].
 
+mod attention;
 mod binary;
 pub(crate) mod broadcast;
 mod dropout;

@@ -1,0 +1,612 @@
+//! Fused multi-head scaled dot-product attention with a key-padding mask and dropout of the
+//! attention weights: one op for what the composed path does with a head split (permute copy),
+//! a scale, a batched `Q·Kᵀ`, a masked softmax, dropout, a batched `·V` and a head merge.
+//!
+//! The composed path writes and re-reads several `[B·H, L, L]` tensors (41 MB each in the
+//! reference model) per layer and direction, and its per-head products are too small for a
+//! general `gemm` call to run well. Here one task handles one sequence: for each head it
+//! gathers the head's `q`, `k`, `v` columns into small zero-padded scratch matrices, computes the
+//! scores, the masked softmax and the dropped-out weights row by row while they are in cache,
+//! and multiplies by `V` with the register-blocked [`small::matmul`]; the output is written
+//! straight into its columns of the `[B, L, D]` result. Only the softmax probabilities are kept
+//! for the backward (one `[B·H, L, L']` buffer, `L'` = `L` rounded up to 16); the dropout mask
+//! is recomputed from its seed, as [`Var::dropout`] does.
+//!
+//! Semantics are exactly the composed path's (and the tests compare the two, values and
+//! gradients, on the same dropout mask): `softmax_mask((q/√d_h)·kᵀ)` per head, masked keys get
+//! weight 0, a query row whose keys are all masked gets all-zero weights (output 0, no NaN),
+//! and dropout element `(b·H + h, i, j)` of the `[B·H, L, L]` weights is kept by the same
+//! counter-based hash as [`Var::dropout`] — drawing the same one `u64` seed from the RNG, so a
+//! model switched from the composed path to this op draws the same masks. Results differ from
+//! the composed path by float rounding only (other summation orders). Work is split over the
+//! sequences of the batch; every output element is computed by the same arithmetic whatever
+//! the thread count, so results are bit-identical across thread counts.
+
+use super::dropout::Mask;
+use crate::kernels::fastmath::{self, dispatch};
+use crate::kernels::small::{self, LANES, padded};
+use crate::tape::{BackwardOp, GradSink};
+use crate::{Tensor, Var};
+use ndarray::{ArrayD, IxDyn};
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// Sizes of one attention call.
+#[derive(Clone, Copy, Debug)]
+struct Dims {
+    batch: usize,
+    len: usize,
+    dim: usize,
+    heads: usize,
+    /// Per-head width `d_h = D / H`.
+    dh: usize,
+    /// `len` rounded up to a multiple of [`LANES`] (row stride of the score matrices).
+    lp: usize,
+    /// `dh` rounded up likewise (row stride of the per-head `[L, d_h]` matrices).
+    dhp: usize,
+    /// `1 / √d_h`.
+    scale: f32,
+}
+
+impl Dims {
+    /// Elements of one sequence's saved probabilities (`H` matrices `[L, L']`).
+    fn probs_per_item(&self) -> usize {
+        self.heads * self.len * self.lp
+    }
+}
+
+/// Per-task scratch: zero-padded per-head matrices, reused across heads and sequences. Padding
+/// columns are never written, so they stay zero.
+struct Scratch {
+    /// Scaled queries `[L, d_h']`.
+    q: Vec<f32>,
+    /// Keys `[L, d_h']`.
+    k: Vec<f32>,
+    /// Keys transposed `[d_h, L']`.
+    kt: Vec<f32>,
+    /// Values `[L, d_h']`.
+    v: Vec<f32>,
+    /// Values transposed `[d_h, L']`.
+    vt: Vec<f32>,
+    /// Output gradient of the head `[L, d_h']`.
+    dout: Vec<f32>,
+    /// An `[L, L']` matrix (probabilities in evaluation, dropped-out weights otherwise).
+    p: Vec<f32>,
+    /// A second `[L, L']` matrix (score gradients).
+    ds: Vec<f32>,
+    /// A per-head `[L, d_h']` result.
+    res: Vec<f32>,
+    /// Per-row sums.
+    row_sums: Vec<f32>,
+    /// [`unpadded_index`] of the dims.
+    index: Vec<u64>,
+    /// The probabilities of one sequence in evaluation (nothing saved for a backward),
+    /// allocated on first use.
+    probs: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(d: &Dims) -> Self {
+        let (nd, nt, nl) = (d.len * d.dhp, d.dh * d.lp, d.len * d.lp);
+        Scratch {
+            q: vec![0.0; nd],
+            k: vec![0.0; nd],
+            kt: vec![0.0; nt],
+            v: vec![0.0; nd],
+            vt: vec![0.0; nt],
+            dout: vec![0.0; nd],
+            p: vec![0.0; nl],
+            ds: vec![0.0; nl],
+            res: vec![0.0; nd],
+            row_sums: vec![0.0; d.len],
+            index: unpadded_index(d),
+            probs: Vec::new(),
+        }
+    }
+}
+
+/// Copies head `h`'s columns of a `[L, D]` sequence into `dst` `[L, d_h']`, times `scale`.
+#[inline(always)]
+fn gather(src: &[f32], d: &Dims, h: usize, scale: f32, dst: &mut [f32]) {
+    for (row, out) in src.chunks_exact(d.dim).zip(dst.chunks_exact_mut(d.dhp)) {
+        for (o, &x) in out[..d.dh].iter_mut().zip(&row[h * d.dh..(h + 1) * d.dh]) {
+            *o = x * scale;
+        }
+    }
+}
+
+/// Head `h`'s columns of a `[L, D]` sequence, transposed into `dst` `[d_h, L']`.
+#[inline(always)]
+fn gather_t(src: &[f32], d: &Dims, h: usize, dst: &mut [f32]) {
+    // Rows of `dst` written contiguously (strided reads hit L1; strided writes were slower).
+    let src = &src[h * d.dh..];
+    for (c, out) in dst.chunks_exact_mut(d.lp).enumerate() {
+        for (j, o) in out[..d.len].iter_mut().enumerate() {
+            *o = src[j * d.dim + c];
+        }
+    }
+}
+
+/// Writes `src` `[L, d_h']` (times `scale`) into head `h`'s columns of a `[L, D]` sequence.
+#[inline(always)]
+fn scatter(src: &[f32], d: &Dims, h: usize, scale: f32, dst: &mut [f32]) {
+    for (row, s) in dst.chunks_exact_mut(d.dim).zip(src.chunks_exact(d.dhp)) {
+        for (o, &x) in row[h * d.dh..(h + 1) * d.dh].iter_mut().zip(&s[..d.dh]) {
+            *o = x * scale;
+        }
+    }
+}
+
+// Loops over one head's padded `[L, L']` matrix come in two kinds, so that everything
+// vectorizes: per-row loops over fixed [`LANES`]-wide chunks (simple arithmetic, which LLVM's
+// straight-line vectorizer handles) and flat loops over the whole matrix for the heavy
+// element functions (`exp`, the dropout hash), which the loop vectorizer handles — in a loop
+// over one 100- or 112-long row it left a third of the elements to its scalar remainder loop.
+
+/// Masked softmax of each padded score row of `p` `[L, L']` in place: `keep[j] = false`
+/// (always so for the padding columns) → 0; a row with nothing kept → all 0. Maxima and sums
+/// use [`LANES`] partial lanes combined in a fixed order.
+#[inline(always)]
+fn softmax_rows(p: &mut [f32], lp: usize, keep: &[bool], row_sums: &mut [f32]) {
+    for row in p.chunks_exact_mut(lp) {
+        let mut mx = [f32::NEG_INFINITY; LANES];
+        for (r, k) in row.chunks_exact(LANES).zip(keep.chunks_exact(LANES)) {
+            for ((m, &v), &k) in mx.iter_mut().zip(r).zip(k) {
+                // Selects without a short-circuit `&&`, so the loop vectorizes; NaN is ignored.
+                let v = if k { v } else { f32::NEG_INFINITY };
+                *m = if v > *m { v } else { *m };
+            }
+        }
+        let m = mx
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+        // Masked entries (and every entry of a row with nothing kept) become −∞: exp → 0.
+        let m = if m == f32::NEG_INFINITY { 0.0 } else { m };
+        for (r, k) in row.chunks_exact_mut(LANES).zip(keep.chunks_exact(LANES)) {
+            for (v, &k) in r.iter_mut().zip(k) {
+                *v = if k { *v - m } else { f32::NEG_INFINITY };
+            }
+        }
+    }
+    for v in p.iter_mut() {
+        *v = fastmath::exp(*v);
+    }
+    for (row, total) in p.chunks_exact_mut(lp).zip(row_sums.iter_mut()) {
+        let mut sums = [0.0_f32; LANES];
+        for r in row.chunks_exact(LANES) {
+            for (s, &v) in sums.iter_mut().zip(r) {
+                *s += v;
+            }
+        }
+        *total = sums.iter().fold(0.0_f32, |s, &v| s + v);
+    }
+    for (row, &total) in p.chunks_exact_mut(lp).zip(row_sums.iter()) {
+        let inv = if total > 0.0 { 1.0 / total } else { 0.0 };
+        for r in row.chunks_exact_mut(LANES) {
+            for v in r.iter_mut() {
+                *v *= inv;
+            }
+        }
+    }
+}
+
+/// `Σ_j a[j] · b[j]` over slices whose length is a multiple of [`LANES`], in [`LANES`]
+/// partial sums combined in a fixed order.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut sums = [0.0_f32; LANES];
+    for (a, b) in a.chunks_exact(LANES).zip(b.chunks_exact(LANES)) {
+        for ((s, &x), &y) in sums.iter_mut().zip(a).zip(b) {
+            *s = x.mul_add(y, *s);
+        }
+    }
+    sums.iter().fold(0.0, |s, &v| s + v)
+}
+
+/// `w[f] = x[f] · mask.factor(base + index[f])` over a padded `[L, L']` matrix, where
+/// `index[f]` is element `f`'s row-major index in the unpadded `[L, L]` matrix (padding
+/// columns hold 0 in `x`, so whatever the mask says there the product is 0).
+#[inline(always)]
+fn apply_dropout(w: &mut [f32], x: &[f32], index: &[u64], mask: &Mask, base: u64) {
+    for ((w, &x), &i) in w.iter_mut().zip(x).zip(index) {
+        *w = x * mask.factor(base + i);
+    }
+}
+
+/// `index[i·L' + j] = i·L + j`: the unpadded index of each padded position (see
+/// [`apply_dropout`]).
+fn unpadded_index(d: &Dims) -> Vec<u64> {
+    (0..d.len * d.lp)
+        .map(|f| ((f / d.lp) * d.len + f % d.lp) as u64)
+        .collect()
+}
+
+/// The forward of sequence `b`: `out` `[L, D]`, `probs` `[H, L, L']` (the softmax
+/// probabilities, saved for the backward or scratch in evaluation).
+#[allow(clippy::too_many_arguments)]
+fn forward_item(
+    d: &Dims,
+    b: usize,
+    (q, k, v): (&[f32], &[f32], &[f32]),
+    keep: &[bool],
+    dropout: Option<Mask>,
+    out: &mut [f32],
+    probs: &mut [f32],
+    s: &mut Scratch,
+) {
+    dispatch(
+        #[inline(always)]
+        || {
+            let (l, lp) = (d.len, d.lp);
+            for h in 0..d.heads {
+                gather(q, d, h, d.scale, &mut s.q);
+                gather_t(k, d, h, &mut s.kt);
+                gather(v, d, h, 1.0, &mut s.v);
+                let p = &mut probs[h * l * lp..(h + 1) * l * lp];
+                small::matmul::<false>(l, lp, d.dh, &s.q, d.dhp, &s.kt, lp, p, lp);
+                softmax_rows(p, lp, keep, &mut s.row_sums);
+                let weights: &[f32] = match dropout {
+                    None => p,
+                    Some(mask) => {
+                        let base = ((b * d.heads + h) * l * l) as u64;
+                        apply_dropout(&mut s.p, p, &s.index, &mask, base);
+                        &s.p
+                    }
+                };
+                small::matmul::<false>(l, d.dhp, l, weights, lp, &s.v, d.dhp, &mut s.res, d.dhp);
+                scatter(&s.res, d, h, 1.0, out);
+            }
+        },
+    )
+}
+
+/// The backward of sequence `b`: writes `dq`, `dk`, `dv` `[L, D]`.
+#[allow(clippy::too_many_arguments)]
+fn backward_item(
+    d: &Dims,
+    b: usize,
+    (q, k, v): (&[f32], &[f32], &[f32]),
+    dout: &[f32],
+    dropout: Option<Mask>,
+    probs: &[f32],
+    (dq, dk, dv): (&mut [f32], &mut [f32], &mut [f32]),
+    s: &mut Scratch,
+) {
+    dispatch(
+        #[inline(always)]
+        || {
+            let (l, lp, dh, dhp) = (d.len, d.lp, d.dh, d.dhp);
+            for h in 0..d.heads {
+                gather(q, d, h, d.scale, &mut s.q);
+                gather(k, d, h, 1.0, &mut s.k);
+                gather_t(v, d, h, &mut s.vt);
+                gather(dout, d, h, 1.0, &mut s.dout);
+                let p = &probs[h * l * lp..(h + 1) * l * lp];
+                let base = ((b * d.heads + h) * l * l) as u64;
+                // dV = Wᵀ · dO, W the dropped-out weights.
+                let weights: &[f32] = match dropout {
+                    None => p,
+                    Some(mask) => {
+                        apply_dropout(&mut s.p, p, &s.index, &mask, base);
+                        &s.p
+                    }
+                };
+                small::matmul::<true>(l, dhp, l, weights, lp, &s.dout, dhp, &mut s.res, dhp);
+                scatter(&s.res, d, h, 1.0, dv);
+                // dW = dO · Vᵀ; dP = dW ⊙ mask; dS = P ⊙ (dP − Σ_j dP ⊙ P).
+                small::matmul::<false>(l, lp, dh, &s.dout, dhp, &s.vt, lp, &mut s.p, lp);
+                let dp: &[f32] = match dropout {
+                    None => &s.p,
+                    Some(mask) => {
+                        apply_dropout(&mut s.ds, &s.p, &s.index, &mask, base);
+                        &s.ds
+                    }
+                };
+                for (r, (pr, dpr)) in p.chunks_exact(lp).zip(dp.chunks_exact(lp)).enumerate() {
+                    s.row_sums[r] = dot(dpr, pr);
+                }
+                // `dp` is `s.p` or `s.ds`; write dS into `s.ds` (in place when it is `s.ds`).
+                if dropout.is_none() {
+                    s.ds.copy_from_slice(&s.p);
+                }
+                for ((g, pr), &dt) in
+                    s.ds.chunks_exact_mut(lp)
+                        .zip(p.chunks_exact(lp))
+                        .zip(&s.row_sums)
+                {
+                    for (g, pv) in g.chunks_exact_mut(LANES).zip(pr.chunks_exact(LANES)) {
+                        for (g, &pv) in g.iter_mut().zip(pv) {
+                            *g = pv * (*g - dt);
+                        }
+                    }
+                }
+                // dQ = dS · K / √d_h (the queries were scaled), dK = dSᵀ · (Q / √d_h).
+                small::matmul::<false>(l, dhp, l, &s.ds, lp, &s.k, dhp, &mut s.res, dhp);
+                scatter(&s.res, d, h, d.scale, dq);
+                small::matmul::<true>(l, dhp, l, &s.ds, lp, &s.q, dhp, &mut s.res, dhp);
+                scatter(&s.res, d, h, 1.0, dk);
+            }
+        },
+    )
+}
+
+/// The elements of a tensor kept in standard layout.
+fn slice(t: &Arc<Tensor>) -> &[f32] {
+    t.as_slice().expect("kept in standard layout")
+}
+
+/// Runs `f(b, scratch)` for every sequence, in parallel over sequences when there is more than
+/// one thread (each with its own scratch).
+fn for_each_item<T: Send>(d: &Dims, items: Vec<T>, f: impl Fn(usize, T, &mut Scratch) + Sync) {
+    if rayon::current_num_threads() > 1 && d.batch > 1 {
+        items
+            .into_par_iter()
+            .enumerate()
+            .for_each_init(|| Scratch::new(d), |s, (b, item)| f(b, item, s));
+    } else {
+        let mut s = Scratch::new(d);
+        for (b, item) in items.into_iter().enumerate() {
+            f(b, item, &mut s);
+        }
+    }
+}
+
+struct AttentionBackward {
+    ids: [usize; 3],
+    values: [Arc<Tensor>; 3],
+    dropout: Option<Mask>,
+    /// Per sequence `[H, L, L']`: one allocation each (a few hundred KB) rather than one for
+    /// the batch, which would exceed glibc's largest mmap threshold and be mapped — and
+    /// page-faulted in — afresh every step.
+    probs: Vec<Vec<f32>>,
+    dims: Dims,
+}
+
+impl BackwardOp for AttentionBackward {
+    fn backward(&self, g: &Tensor, sink: &mut GradSink<'_>) {
+        let d = self.dims;
+        if !self.ids.iter().any(|&id| sink.wants(id)) {
+            return;
+        }
+        let g = g.as_standard_layout();
+        let g = g.as_slice().expect("standard layout");
+        let n = d.len * d.dim;
+        let (q, k, v) = (
+            slice(&self.values[0]),
+            slice(&self.values[1]),
+            slice(&self.values[2]),
+        );
+        let mut grads = [
+            vec![0.0_f32; d.batch * n],
+            vec![0.0; d.batch * n],
+            vec![0.0; d.batch * n],
+        ];
+        {
+            let [dq, dk, dv] = &mut grads;
+            let items: Vec<_> = dq
+                .chunks_exact_mut(n)
+                .zip(dk.chunks_exact_mut(n))
+                .zip(dv.chunks_exact_mut(n))
+                .collect();
+            for_each_item(&d, items, |b, ((dq, dk), dv), s| {
+                let r = b * n..(b + 1) * n;
+                backward_item(
+                    &d,
+                    b,
+                    (&q[r.clone()], &k[r.clone()], &v[r.clone()]),
+                    &g[r],
+                    self.dropout,
+                    &self.probs[b],
+                    (dq, dk, dv),
+                    s,
+                );
+            });
+        }
+        let shape = IxDyn(&[d.batch, d.len, d.dim]);
+        for (&id, grad) in self.ids.iter().zip(grads) {
+            sink.add(
+                id,
+                Tensor::from_shape_vec(shape.clone(), grad).expect("sizes match"),
+            );
+        }
+    }
+}
+
+impl<'t> Var<'t> {
+    /// Multi-head scaled dot-product attention over queries `self`, keys `k` and values `v`,
+    /// fused (see the module docs): per head `h` (columns `h·d_h .. (h+1)·d_h`, `d_h = D/H`),
+    /// `softmax_mask(q_h kᵀ_h / √d_h) · v_h`, with dropout of rate `dropout_p` on the attention
+    /// weights, heads concatenated back into `D` columns.
+    ///
+    /// `key_mask[b, j] = false` marks key `j` of sequence `b` as padding: no query attends to
+    /// it; a query whose keys are all padding gets zero weights (output 0, never NaN).
+    /// Dropout draws exactly one `u64` from `rng` when `dropout_p > 0` (the seed of
+    /// [`Var::dropout`]'s counter-based mask over the `[B·H, L, L]` weights) and nothing when it
+    /// is 0 (evaluation).
+    ///
+    /// # Shapes
+    /// `self`, `k`, `v`: `[B, L, D]`; `key_mask`: `[B, L]` → `[B, L, D]`.
+    ///
+    /// # Panics
+    /// If the shapes differ from the above, `D` is not divisible by `heads`, or `dropout_p` is
+    /// not in `[0, 1)`.
+    pub fn multi_head_attention<R: rand::Rng + ?Sized>(
+        self,
+        k: Var<'t>,
+        v: Var<'t>,
+        heads: usize,
+        key_mask: Option<&ArrayD<bool>>,
+        dropout_p: f32,
+        rng: &mut R,
+    ) -> Var<'t> {
+        let (qs, ks, vs) = (self.shape(), k.shape(), v.shape());
+        assert!(
+            qs.len() == 3 && qs == ks && qs == vs,
+            "multi_head_attention: query, key and value shapes {qs:?}, {ks:?}, {vs:?} are not the same [batch, len, dim]"
+        );
+        let (batch, len, dim) = (qs[0], qs[1], qs[2]);
+        assert!(
+            heads > 0 && dim % heads == 0,
+            "multi_head_attention: dim {dim} is not divisible by {heads} heads"
+        );
+        assert!(
+            (0.0..1.0).contains(&dropout_p),
+            "multi_head_attention: dropout p must be in [0, 1), got {dropout_p}"
+        );
+        if let Some(m) = key_mask {
+            assert_eq!(
+                m.shape(),
+                &[batch, len],
+                "multi_head_attention: key mask shape {:?} does not match the sequence [batch {batch}, len {len}]",
+                m.shape()
+            );
+        }
+        let dh = dim / heads;
+        let d = Dims {
+            batch,
+            len,
+            dim,
+            heads,
+            dh,
+            lp: padded(len),
+            dhp: padded(dh),
+            scale: 1.0 / (dh as f32).sqrt(),
+        };
+        // The keep-mask per sequence, padded with `false` to the score rows' stride.
+        let mut keep = vec![false; batch * d.lp];
+        for (b, row) in keep.chunks_exact_mut(d.lp).enumerate() {
+            for (j, k) in row[..len].iter_mut().enumerate() {
+                *k = key_mask.is_none_or(|m| m[[b, j]]);
+            }
+        }
+        let dropout = (dropout_p > 0.0).then(|| Mask::new(dropout_p, rng.next_u64()));
+        let standard = |x: &Var<'t>| {
+            let t = x.value();
+            if t.is_standard_layout() {
+                t
+            } else {
+                Arc::new(t.as_standard_layout().into_owned())
+            }
+        };
+        let values = [standard(&self), standard(&k), standard(&v)];
+        let needs_grad = [self, k, v].iter().any(|x| x.requires_grad());
+        let n = len * dim;
+        let pn = d.probs_per_item();
+        let mut out = vec![0.0_f32; batch * n];
+        // Saved probabilities when a gradient is needed; otherwise each sequence uses scratch.
+        let mut probs: Vec<Vec<f32>> = if needs_grad {
+            (0..batch).map(|_| vec![0.0_f32; pn]).collect()
+        } else {
+            Vec::new()
+        };
+        {
+            let (q, kv, vv) = (slice(&values[0]), slice(&values[1]), slice(&values[2]));
+            let probs_items: Vec<Option<&mut [f32]>> = if needs_grad {
+                probs.iter_mut().map(|p| Some(&mut p[..])).collect()
+            } else {
+                (0..batch).map(|_| None).collect()
+            };
+            let items: Vec<_> = out.chunks_exact_mut(n).zip(probs_items).collect();
+            for_each_item(&d, items, |b, (o, p), s| {
+                let r = b * n..(b + 1) * n;
+                let keep = &keep[b * d.lp..(b + 1) * d.lp];
+                let inputs = (&q[r.clone()], &kv[r.clone()], &vv[r]);
+                match p {
+                    Some(p) => forward_item(&d, b, inputs, keep, dropout, o, p, s),
+                    None => {
+                        let mut own = std::mem::take(&mut s.probs);
+                        own.resize(pn, 0.0);
+                        forward_item(&d, b, inputs, keep, dropout, o, &mut own, s);
+                        s.probs = own;
+                    }
+                }
+            });
+        }
+        let out = Tensor::from_shape_vec(IxDyn(&[batch, len, dim]), out).expect("sizes match");
+        let ids = [self.id, k.id, v.id];
+        self.tape
+            .record(&[self, k, v], out, move || AttentionBackward {
+                ids,
+                values,
+                dropout,
+                probs,
+                dims: d,
+            })
+    }
+}
+
+impl<'t> Var<'t> {
+    /// The composed (unfused) path of [`Var::multi_head_attention`], op by op: head split
+    /// (reshape + permute), queries scaled by `1/√d_h`, batched `Q·Kᵀ`, masked softmax with the
+    /// mask repeated per head, [`Var::dropout`], batched `·V`, head merge. Same arguments, same
+    /// RNG draws and the same result up to float rounding; slower and with several
+    /// `[B·H, L, L]` intermediates on the tape. It is the reference the fused op is tested and
+    /// benchmarked against.
+    ///
+    /// # Shapes
+    /// As [`Var::multi_head_attention`].
+    ///
+    /// # Panics
+    /// As [`Var::multi_head_attention`].
+    pub fn multi_head_attention_composed<R: rand::Rng + ?Sized>(
+        self,
+        k: Var<'t>,
+        v: Var<'t>,
+        heads: usize,
+        key_mask: Option<&ArrayD<bool>>,
+        dropout_p: f32,
+        rng: &mut R,
+    ) -> Var<'t> {
+        let s = self.shape();
+        assert!(
+            s.len() == 3 && s == k.shape() && s == v.shape(),
+            "multi_head_attention: query, key and value shapes {s:?}, {:?}, {:?} are not the same [batch, len, dim]",
+            k.shape(),
+            v.shape()
+        );
+        let (b, l, d) = (s[0], s[1], s[2]);
+        assert!(
+            heads > 0 && d % heads == 0,
+            "multi_head_attention: dim {d} is not divisible by {heads} heads"
+        );
+        let dh = d / heads;
+        let split = |x: Var<'t>| {
+            x.reshape(&[b, l, heads, dh])
+                .permute(&[0, 2, 1, 3])
+                .reshape(&[b * heads, l, dh])
+        };
+        let scores = split(self)
+            .mul_scalar(1.0 / (dh as f32).sqrt())
+            .matmul_t(split(k));
+        let w = match key_mask {
+            Some(m) => {
+                assert_eq!(
+                    m.shape(),
+                    &[b, l],
+                    "multi_head_attention: key mask shape {:?} does not match the sequence [batch {b}, len {l}]",
+                    m.shape()
+                );
+                let per_head = m
+                    .as_standard_layout()
+                    .into_shape_with_order(IxDyn(&[b, 1, l]))
+                    .expect("same number of elements")
+                    .broadcast(IxDyn(&[b, heads, l]))
+                    .expect("[B, 1, L] → [B, H, L]")
+                    .as_standard_layout()
+                    .into_owned()
+                    .into_shape_with_order(IxDyn(&[b * heads, 1, l]))
+                    .expect("same number of elements");
+                scores.masked_softmax(&per_head)
+            }
+            None => scores.softmax(2),
+        };
+        w.dropout(dropout_p, rng)
+            .matmul(split(v))
+            .reshape(&[b, heads, l, dh])
+            .permute(&[0, 2, 1, 3])
+            .reshape(&[b, l, d])
+    }
+}
+
+#[cfg(test)]
+mod tests;
