@@ -12,6 +12,7 @@ pub mod small;
 
 use crate::Tensor;
 use ndarray::{ArrayViewD, Zip};
+use rayon::prelude::*;
 
 /// Below this many elements an element-wise loop runs on the calling thread.
 pub const PAR_MIN_LEN: usize = 1 << 15;
@@ -19,6 +20,29 @@ pub const PAR_MIN_LEN: usize = 1 << 15;
 /// Whether a loop over `len` elements should be split across the rayon pool.
 pub fn use_parallel(len: usize) -> bool {
     len >= PAR_MIN_LEN && rayon::current_num_threads() > 1
+}
+
+/// A vector of `n` zeros, filled by the rayon pool when it is large (`vec![0.0; n]` is a
+/// serial `memset` once the allocator reuses memory, which left the second thread idle).
+pub fn zeros(n: usize) -> Vec<f32> {
+    if use_parallel(n) {
+        let mut v = Vec::with_capacity(n);
+        v.par_extend(rayon::iter::repeat_n(0.0_f32, n));
+        v
+    } else {
+        vec![0.0; n]
+    }
+}
+
+/// A copy of `x`, made by the rayon pool when it is large (see [`zeros`]).
+pub fn copy(x: &[f32]) -> Vec<f32> {
+    if use_parallel(x.len()) {
+        let mut v = Vec::with_capacity(x.len());
+        v.par_extend(x.par_iter().copied());
+        v
+    } else {
+        x.to_vec()
+    }
 }
 
 /// `dst += src` (same shapes; `src` may be any layout).

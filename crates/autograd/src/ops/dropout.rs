@@ -139,7 +139,13 @@ impl<'t> Var<'t> {
             return self;
         }
         let mask = Mask::new(p, rng.next_u64());
-        let mut out = (*self.value()).clone();
+        let x = self.value();
+        let mut out = match x.as_slice() {
+            // Copied by the pool, then masked in place by the pool.
+            Some(xs) => Tensor::from_shape_vec(x.raw_dim(), crate::kernels::copy(xs))
+                .expect("same number of elements"),
+            None => x.as_standard_layout().into_owned(),
+        };
         mask.apply_in_place(out.as_slice_mut().expect("standard layout"));
         self.tape
             .record(&[self], out, || DropoutBackward { x: self.id, mask })

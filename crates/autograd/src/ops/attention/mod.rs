@@ -25,6 +25,7 @@
 use super::dropout::Mask;
 use crate::kernels::fastmath::{self, dispatch};
 use crate::kernels::small::{self, LANES, padded};
+use crate::kernels::zeros;
 use crate::tape::{BackwardOp, GradSink};
 use crate::{Tensor, Var};
 use ndarray::{ArrayD, IxDyn};
@@ -105,13 +106,29 @@ impl Scratch {
     }
 }
 
+/// `dst[i] = src[i] · scale` for two equally long slices, in whole [`LANES`]-wide chunks
+/// when the length allows (a plain loop this short runs entirely in the loop vectorizer's
+/// scalar remainder).
+#[inline(always)]
+fn copy_scaled(dst: &mut [f32], src: &[f32], scale: f32) {
+    if dst.len() % LANES == 0 {
+        for (o, x) in dst.chunks_exact_mut(LANES).zip(src.chunks_exact(LANES)) {
+            for (o, &x) in o.iter_mut().zip(x) {
+                *o = x * scale;
+            }
+        }
+    } else {
+        for (o, &x) in dst.iter_mut().zip(src) {
+            *o = x * scale;
+        }
+    }
+}
+
 /// Copies head `h`'s columns of a `[L, D]` sequence into `dst` `[L, d_h']`, times `scale`.
 #[inline(always)]
 fn gather(src: &[f32], d: &Dims, h: usize, scale: f32, dst: &mut [f32]) {
     for (row, out) in src.chunks_exact(d.dim).zip(dst.chunks_exact_mut(d.dhp)) {
-        for (o, &x) in out[..d.dh].iter_mut().zip(&row[h * d.dh..(h + 1) * d.dh]) {
-            *o = x * scale;
-        }
+        copy_scaled(&mut out[..d.dh], &row[h * d.dh..(h + 1) * d.dh], scale);
     }
 }
 
@@ -131,9 +148,7 @@ fn gather_t(src: &[f32], d: &Dims, h: usize, dst: &mut [f32]) {
 #[inline(always)]
 fn scatter(src: &[f32], d: &Dims, h: usize, scale: f32, dst: &mut [f32]) {
     for (row, s) in dst.chunks_exact_mut(d.dim).zip(src.chunks_exact(d.dhp)) {
-        for (o, &x) in row[h * d.dh..(h + 1) * d.dh].iter_mut().zip(&s[..d.dh]) {
-            *o = x * scale;
-        }
+        copy_scaled(&mut row[h * d.dh..(h + 1) * d.dh], &s[..d.dh], scale);
     }
 }
 
@@ -492,10 +507,14 @@ impl<'t> Var<'t> {
         let needs_grad = [self, k, v].iter().any(|x| x.requires_grad());
         let n = len * dim;
         let pn = d.probs_per_item();
-        let mut out = vec![0.0_f32; batch * n];
+        let mut out = zeros(batch * n);
         // Saved probabilities when a gradient is needed; otherwise each sequence uses scratch.
         let mut probs: Vec<Vec<f32>> = if needs_grad {
-            (0..batch).map(|_| vec![0.0_f32; pn]).collect()
+            // Allocated (and zeroed) by the pool, like the output.
+            (0..batch)
+                .into_par_iter()
+                .map(|_| vec![0.0_f32; pn])
+                .collect()
         } else {
             Vec::new()
         };

@@ -167,3 +167,46 @@ fn mismatched_mask_panics() {
     let m = mask(&[1, 2], 4);
     q.multi_head_attention(q, q, 2, Some(&m), 0.0, &mut StdRng::seed_from_u64(0));
 }
+
+#[test]
+#[ignore]
+fn timing_probe() {
+    crate::kernels::alloc::retain_freed_memory();
+    let (b, l, d, heads) = (256, 100, 64, 4);
+    let xs = inputs(b, l, d, 1);
+    let m = mask(&(0..b).map(|i| 20 + i % 81).collect::<Vec<_>>(), l);
+    for p in [0.0, 0.1] {
+        for _ in 0..2 {
+            let tape = Tape::new();
+            let v: Vec<_> = xs.iter().map(|x| tape.leaf(x.clone())).collect();
+            let mut rng = StdRng::seed_from_u64(1);
+            let t0 = std::time::Instant::now();
+            let y = v[0].multi_head_attention(v[1], v[2], heads, Some(&m), p, &mut rng);
+            let t1 = t0.elapsed();
+            let g = tape.backward_with_seed(y, xs[0].clone());
+            let t2 = t0.elapsed();
+            eprintln!(
+                "p {p}: forward {:?} backward {:?} {}",
+                t1,
+                t2 - t1,
+                g.wrt(v[0]).is_some()
+            );
+        }
+    }
+}
+
+#[test]
+#[ignore]
+fn exp_probe() {
+    let x: Vec<f32> = (0..10_000_000).map(|i| (i % 1000) as f32 * -0.01).collect();
+    let mut y = vec![0.0; x.len()];
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        crate::kernels::fastmath::exp_slice(&x, &mut y);
+        eprintln!(
+            "exp_slice {:?} per element {:.3} ns",
+            t.elapsed(),
+            t.elapsed().as_nanos() as f64 / 1e7
+        );
+    }
+}
