@@ -81,9 +81,6 @@ struct Scratch {
     row_sums: Vec<f32>,
     /// [`unpadded_index`] of the dims.
     index: Vec<u64>,
-    /// The probabilities of one sequence in evaluation (nothing saved for a backward),
-    /// allocated on first use.
-    probs: Vec<f32>,
 }
 
 impl Scratch {
@@ -101,7 +98,6 @@ impl Scratch {
             res: vec![0.0; nd],
             row_sums: vec![0.0; d.len],
             index: unpadded_index(d),
-            probs: Vec::new(),
         }
     }
 }
@@ -158,28 +154,29 @@ fn scatter(src: &[f32], d: &Dims, h: usize, scale: f32, dst: &mut [f32]) {
 // element functions (`exp`, the dropout hash), which the loop vectorizer handles — in a loop
 // over one 100- or 112-long row it left a third of the elements to its scalar remainder loop.
 
-/// Masked softmax of each padded score row of `p` `[L, L']` in place: `keep[j] = false`
-/// (always so for the padding columns) → 0; a row with nothing kept → all 0. Maxima and sums
-/// use [`LANES`] partial lanes combined in a fixed order.
+/// Masked softmax of each padded score row of `p` `[L, L']` in place. `bias[j]` is 0 for a
+/// kept key and `−∞` for a masked one (always so for the padding columns): masked entries get
+/// exactly 0, a row with nothing kept all 0. Maxima and sums use [`LANES`] partial lanes
+/// combined in a fixed order. (An additive `−∞` rather than a `bool` select: float-only lane
+/// loops vectorize; the byte mask made them scalar.)
 #[inline(always)]
-fn softmax_rows(p: &mut [f32], lp: usize, keep: &[bool], row_sums: &mut [f32]) {
+fn softmax_rows(p: &mut [f32], lp: usize, bias: &[f32], row_sums: &mut [f32]) {
     for row in p.chunks_exact_mut(lp) {
         let mut mx = [f32::NEG_INFINITY; LANES];
-        for (r, k) in row.chunks_exact(LANES).zip(keep.chunks_exact(LANES)) {
-            for ((m, &v), &k) in mx.iter_mut().zip(r).zip(k) {
-                // Selects without a short-circuit `&&`, so the loop vectorizes; NaN is ignored.
-                let v = if k { v } else { f32::NEG_INFINITY };
-                *m = if v > *m { v } else { *m };
+        for (r, bs) in row.chunks_exact_mut(LANES).zip(bias.chunks_exact(LANES)) {
+            for ((m, v), &bv) in mx.iter_mut().zip(r.iter_mut()).zip(bs) {
+                *v += bv;
+                *m = if *v > *m { *v } else { *m };
             }
         }
         let m = mx
             .iter()
             .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
-        // Masked entries (and every entry of a row with nothing kept) become −∞: exp → 0.
+        // A row with nothing kept is all −∞: shift by 0 so that exp gives 0, not NaN.
         let m = if m == f32::NEG_INFINITY { 0.0 } else { m };
-        for (r, k) in row.chunks_exact_mut(LANES).zip(keep.chunks_exact(LANES)) {
-            for (v, &k) in r.iter_mut().zip(k) {
-                *v = if k { *v - m } else { f32::NEG_INFINITY };
+        for r in row.chunks_exact_mut(LANES) {
+            for v in r.iter_mut() {
+                *v -= m;
             }
         }
     }
@@ -236,17 +233,17 @@ fn unpadded_index(d: &Dims) -> Vec<u64> {
         .collect()
 }
 
-/// The forward of sequence `b`: `out` `[L, D]`, `probs` `[H, L, L']` (the softmax
-/// probabilities, saved for the backward or scratch in evaluation).
+/// The forward of sequence `b`: writes `out` `[L, D]`; appends the softmax probabilities
+/// `[H, L, L']` to `probs` when they are kept for the backward.
 #[allow(clippy::too_many_arguments)]
 fn forward_item(
     d: &Dims,
     b: usize,
     (q, k, v): (&[f32], &[f32], &[f32]),
-    keep: &[bool],
+    bias: &[f32],
     dropout: Option<Mask>,
     out: &mut [f32],
-    probs: &mut [f32],
+    mut probs: Option<&mut Vec<f32>>,
     s: &mut Scratch,
 ) {
     dispatch(
@@ -257,15 +254,19 @@ fn forward_item(
                 gather(q, d, h, d.scale, &mut s.q);
                 gather_t(k, d, h, &mut s.kt);
                 gather(v, d, h, 1.0, &mut s.v);
-                let p = &mut probs[h * l * lp..(h + 1) * l * lp];
-                small::matmul::<false>(l, lp, d.dh, &s.q, d.dhp, &s.kt, lp, p, lp);
-                softmax_rows(p, lp, keep, &mut s.row_sums);
+                // Scores and softmax in the cached scratch; the saved copy is appended (a
+                // fresh buffer written once, never zeroed first).
+                small::matmul::<false>(l, lp, d.dh, &s.q, d.dhp, &s.kt, lp, &mut s.p, lp);
+                softmax_rows(&mut s.p, lp, bias, &mut s.row_sums);
+                if let Some(saved) = probs.as_deref_mut() {
+                    saved.extend_from_slice(&s.p);
+                }
                 let weights: &[f32] = match dropout {
-                    None => p,
+                    None => &s.p,
                     Some(mask) => {
                         let base = ((b * d.heads + h) * l * l) as u64;
-                        apply_dropout(&mut s.p, p, &s.index, &mask, base);
-                        &s.p
+                        apply_dropout(&mut s.ds, &s.p, &s.index, &mask, base);
+                        &s.ds
                     }
                 };
                 small::matmul::<false>(l, d.dhp, l, weights, lp, &s.v, d.dhp, &mut s.res, d.dhp);
@@ -487,11 +488,18 @@ impl<'t> Var<'t> {
             dhp: padded(dh),
             scale: 1.0 / (dh as f32).sqrt(),
         };
-        // The keep-mask per sequence, padded with `false` to the score rows' stride.
-        let mut keep = vec![false; batch * d.lp];
-        for (b, row) in keep.chunks_exact_mut(d.lp).enumerate() {
-            for (j, k) in row[..len].iter_mut().enumerate() {
-                *k = key_mask.is_none_or(|m| m[[b, j]]);
+        // The additive key mask per sequence (0 kept, −∞ masked), padded with −∞ to the
+        // score rows' stride.
+        let mut bias = vec![f32::NEG_INFINITY; batch * d.lp];
+        let mask_rows = key_mask.map(|m| m.as_standard_layout());
+        for (b, row) in bias.chunks_exact_mut(d.lp).enumerate() {
+            let keep = mask_rows
+                .as_ref()
+                .map(|m| &m.as_slice().expect("standard layout")[b * len..(b + 1) * len]);
+            for (j, v) in row[..len].iter_mut().enumerate() {
+                if keep.is_none_or(|k| k[j]) {
+                    *v = 0.0;
+                }
             }
         }
         let dropout = (dropout_p > 0.0).then(|| Mask::new(dropout_p, rng.next_u64()));
@@ -509,36 +517,26 @@ impl<'t> Var<'t> {
         let pn = d.probs_per_item();
         let mut out = zeros(batch * n);
         // Saved probabilities when a gradient is needed; otherwise each sequence uses scratch.
+        // Saved probabilities when a gradient is needed: one buffer per sequence, reserved
+        // here and written once by its task.
         let mut probs: Vec<Vec<f32>> = if needs_grad {
-            // Allocated (and zeroed) by the pool, like the output.
-            (0..batch)
-                .into_par_iter()
-                .map(|_| vec![0.0_f32; pn])
-                .collect()
+            (0..batch).map(|_| Vec::with_capacity(pn)).collect()
         } else {
             Vec::new()
         };
         {
             let (q, kv, vv) = (slice(&values[0]), slice(&values[1]), slice(&values[2]));
-            let probs_items: Vec<Option<&mut [f32]>> = if needs_grad {
-                probs.iter_mut().map(|p| Some(&mut p[..])).collect()
+            let probs_items: Vec<Option<&mut Vec<f32>>> = if needs_grad {
+                probs.iter_mut().map(Some).collect()
             } else {
                 (0..batch).map(|_| None).collect()
             };
             let items: Vec<_> = out.chunks_exact_mut(n).zip(probs_items).collect();
             for_each_item(&d, items, |b, (o, p), s| {
                 let r = b * n..(b + 1) * n;
-                let keep = &keep[b * d.lp..(b + 1) * d.lp];
+                let bias = &bias[b * d.lp..(b + 1) * d.lp];
                 let inputs = (&q[r.clone()], &kv[r.clone()], &vv[r]);
-                match p {
-                    Some(p) => forward_item(&d, b, inputs, keep, dropout, o, p, s),
-                    None => {
-                        let mut own = std::mem::take(&mut s.probs);
-                        own.resize(pn, 0.0);
-                        forward_item(&d, b, inputs, keep, dropout, o, &mut own, s);
-                        s.probs = own;
-                    }
-                }
+                forward_item(&d, b, inputs, bias, dropout, o, p, s);
             });
         }
         let out = Tensor::from_shape_vec(IxDyn(&[batch, len, dim]), out).expect("sizes match");
