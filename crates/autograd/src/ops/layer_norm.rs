@@ -8,11 +8,15 @@
 //! Backward, with `dŷ = dy ⊙ γ`:
 //! `dx = rstd·(dŷ − mean(dŷ) − x̂·mean(dŷ ⊙ x̂))`, `dγ = Σ_rows dy ⊙ x̂`, `dβ = Σ_rows dy`.
 //!
-//! Rows are independent and run in parallel above the element-wise threshold. The sums over
+//! The per-row means (and the backward's two per-row means) are summed in 16 partial lanes
+//! combined in a fixed order, so they vectorize; blocks of rows run compiled for the widest
+//! instruction set the CPU has. Rows are independent and run in parallel above the
+//! element-wise threshold. The sums over
 //! rows for `dγ` and `dβ` are taken in a fixed order — serially within fixed blocks of rows
 //! (the block size depends only on `D`), then over the blocks in order — so the result is
 //! bit-identical across thread counts.
 
+use crate::kernels::fastmath::dispatch;
 use crate::kernels::{PAR_MIN_LEN, use_parallel};
 use crate::tape::{BackwardOp, GradSink};
 use crate::{Tensor, Var};
@@ -20,21 +24,38 @@ use ndarray::IxDyn;
 use rayon::prelude::*;
 use std::sync::Arc;
 
+/// Lanes of the partial sums in the row reductions.
+const LANES: usize = 16;
+
+/// `Σ f(i)` over `0..n` in [`LANES`] partial sums combined in a fixed order (a serial `f32`
+/// sum cannot be vectorized: every add waits for the previous one).
+#[inline(always)]
+fn lane_sum(n: usize, f: impl Fn(usize) -> f32) -> f32 {
+    let mut acc = [0.0_f32; LANES];
+    let full = n / LANES * LANES;
+    for c in (0..full).step_by(LANES) {
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a += f(c + l);
+        }
+    }
+    let tail = (full..n).fold(0.0_f32, |s, i| s + f(i));
+    acc.iter().fold(0.0_f32, |s, &v| s + v) + tail
+}
+
 /// `(μ, rstd)` of one row. A row with zero variance and `eps = 0` gets `rstd = 0`, so its
 /// `x̂` (and its gradient) is 0 instead of `0 · ∞ = NaN`; NaN inputs still propagate.
+#[inline(always)]
 fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
     let n = x.len() as f32;
-    let mean = x.iter().fold(0.0_f32, |acc, &v| acc + v) / n;
-    let var = x
-        .iter()
-        .fold(0.0_f32, |acc, &v| acc + (v - mean) * (v - mean))
-        / n;
+    let mean = lane_sum(x.len(), |i| x[i]) / n;
+    let var = lane_sum(x.len(), |i| (x[i] - mean) * (x[i] - mean)) / n;
     let t = var + eps;
     let rstd = if t == 0.0 { 0.0 } else { 1.0 / t.sqrt() };
     (mean, rstd)
 }
 
 /// Writes `y = x̂·γ + β` for one row and returns its `(μ, rstd)`.
+#[inline(always)]
 fn normalize_row(y: &mut [f32], x: &[f32], gamma: &[f32], beta: &[f32], eps: f32) -> (f32, f32) {
     let (mean, rstd) = row_stats(x, eps);
     for (((y, &xv), &gv), &bv) in y.iter_mut().zip(x).zip(gamma).zip(beta) {
@@ -96,42 +117,45 @@ impl BackwardOp for LayerNormBackward {
                 .collect()
         };
         let n = d as f32;
+        // Each block compiled for the widest instruction set (see `fastmath::dispatch`).
         let work = |(b, dx_block): &mut (usize, &mut [f32])| -> BlockSums {
-            let mut sums = BlockSums {
-                dgamma: vec![0.0; if want_g { d } else { 0 }],
-                dbeta: vec![0.0; if want_b { d } else { 0 }],
-            };
-            let r0 = *b * block;
-            let r1 = (r0 + block).min(rows);
-            for r in r0..r1 {
-                let (xr, gr) = (&x[r * d..(r + 1) * d], &dy[r * d..(r + 1) * d]);
-                let (mu, rs) = self.stats[r];
-                if want_g {
-                    for ((acc, &xv), &gv) in sums.dgamma.iter_mut().zip(xr).zip(gr) {
-                        *acc += gv * ((xv - mu) * rs);
+            dispatch(
+                #[inline(always)]
+                || {
+                    let mut sums = BlockSums {
+                        dgamma: vec![0.0; if want_g { d } else { 0 }],
+                        dbeta: vec![0.0; if want_b { d } else { 0 }],
+                    };
+                    let r0 = *b * block;
+                    let r1 = (r0 + block).min(rows);
+                    for r in r0..r1 {
+                        let (xr, gr) = (&x[r * d..(r + 1) * d], &dy[r * d..(r + 1) * d]);
+                        let (mu, rs) = self.stats[r];
+                        if want_g {
+                            for ((acc, &xv), &gv) in sums.dgamma.iter_mut().zip(xr).zip(gr) {
+                                *acc += gv * ((xv - mu) * rs);
+                            }
+                        }
+                        if want_b {
+                            for (acc, &gv) in sums.dbeta.iter_mut().zip(gr) {
+                                *acc += gv;
+                            }
+                        }
+                        if want_x {
+                            // mean(dŷ) and mean(dŷ ⊙ x̂).
+                            let s1 = lane_sum(d, |i| gr[i] * gamma[i]);
+                            let s2 = lane_sum(d, |i| gr[i] * gamma[i] * ((xr[i] - mu) * rs));
+                            let (m1, m2) = (s1 / n, s2 / n);
+                            let out = &mut dx_block[(r - r0) * d..(r - r0 + 1) * d];
+                            for (((o, &xv), &gv), &gm) in out.iter_mut().zip(xr).zip(gr).zip(gamma)
+                            {
+                                *o = rs * (gv * gm - m1 - ((xv - mu) * rs) * m2);
+                            }
+                        }
                     }
-                }
-                if want_b {
-                    for (acc, &gv) in sums.dbeta.iter_mut().zip(gr) {
-                        *acc += gv;
-                    }
-                }
-                if want_x {
-                    // mean(dŷ) and mean(dŷ ⊙ x̂).
-                    let (mut s1, mut s2) = (0.0_f32, 0.0_f32);
-                    for ((&xv, &gv), &gm) in xr.iter().zip(gr).zip(gamma) {
-                        let dyh = gv * gm;
-                        s1 += dyh;
-                        s2 += dyh * ((xv - mu) * rs);
-                    }
-                    let (m1, m2) = (s1 / n, s2 / n);
-                    let out = &mut dx_block[(r - r0) * d..(r - r0 + 1) * d];
-                    for (((o, &xv), &gv), &gm) in out.iter_mut().zip(xr).zip(gr).zip(gamma) {
-                        *o = rs * (gv * gm - m1 - ((xv - mu) * rs) * m2);
-                    }
-                }
-            }
-            sums
+                    sums
+                },
+            )
         };
         let blocks: Vec<BlockSums> = if use_parallel(rows * d) {
             items.par_iter_mut().map(work).collect()
@@ -207,14 +231,33 @@ impl<'t> Var<'t> {
             b_val.as_slice().expect("tape values are standard layout"),
         );
         let mut out = vec![0.0_f32; x.len()];
-        let row = |(y, x): (&mut [f32], &[f32])| normalize_row(y, x, gs, bs, eps);
+        // Blocks of rows (a function of `D` only), each compiled for the widest instruction
+        // set (see `fastmath::dispatch`); rows are independent, so the split changes nothing.
+        let chunk = block_rows(d) * d;
+        let block = |(y, x): (&mut [f32], &[f32])| -> Vec<(f32, f32)> {
+            dispatch(
+                #[inline(always)]
+                || {
+                    let mut stats = Vec::with_capacity(x.len() / d);
+                    for (y, x) in y.chunks_mut(d).zip(x.chunks(d)) {
+                        stats.push(normalize_row(y, x, gs, bs, eps));
+                    }
+                    stats
+                },
+            )
+        };
         let stats: Vec<(f32, f32)> = if use_parallel(x.len()) {
-            out.par_chunks_mut(d)
-                .zip(x.par_chunks(d))
-                .map(row)
-                .collect()
+            let blocks: Vec<Vec<(f32, f32)>> = out
+                .par_chunks_mut(chunk)
+                .zip(x.par_chunks(chunk))
+                .map(block)
+                .collect();
+            blocks.concat()
         } else {
-            out.chunks_mut(d).zip(x.chunks(d)).map(row).collect()
+            out.chunks_mut(chunk)
+                .zip(x.chunks(chunk))
+                .flat_map(block)
+                .collect()
         };
         let out =
             Tensor::from_shape_vec(x_val.raw_dim(), out).expect("output has the input's size");
