@@ -93,7 +93,7 @@ pub use input::{ModelBatch, ModelOutput};
 pub use mmoe::{HeadOutput, Mmoe};
 pub use model::{
     CloseupModel, EncodedUser, METADATA_CONFIG, METADATA_FORMAT, METADATA_KIND, METADATA_SHAPE,
-    MODEL_KIND, UserHistory,
+    MODEL_KIND, Server, UserHistory,
 };
 
 use closeup_autograd::{Parameterized, Tape};

@@ -42,14 +42,6 @@ fn columns(w: ArrayView2<'_, f32>, off: usize, cols: &[usize]) -> Array2<f32> {
     w.select(Axis(1), &idx)
 }
 
-/// `b + u · W[:, off + user_cols]ᵀ`: the bias with the shared input folded in.
-fn folded_bias(layer: &Linear, off: usize, s: &SplitInput<'_>) -> Array1<f32> {
-    let mut b = bias_of(layer);
-    let wu = columns(w2(layer.weight()), off, s.user_cols);
-    b += &wu.dot(&ArrayView1::from(s.user));
-    b
-}
-
 /// ReLU in place (any strides), with the same `x < 0` test as `Var::relu`.
 fn relu(mut y: ArrayViewMut2<'_, f32>) {
     y.mapv_inplace(|v| if v < 0.0 { 0.0 } else { v });
@@ -59,26 +51,27 @@ fn relu(mut y: ArrayViewMut2<'_, f32>) {
 fn affine_act(
     x: ArrayView2<'_, f32>,
     w: ArrayView2<'_, f32>,
-    b: ArrayView1<'_, f32>,
+    b: Option<ArrayView1<'_, f32>>,
     relu_on: bool,
 ) -> Array2<f32> {
-    let mut y = affine(x, w, Some(b));
+    let mut y = affine(x, w, b);
     if relu_on {
         relu(y.view_mut());
     }
     y
 }
 
-fn bias_of(layer: &Linear) -> Array1<f32> {
-    match layer.bias() {
-        Some(b) => b
-            .value()
+fn bias_view(layer: &Linear) -> Option<ArrayView1<'_, f32>> {
+    layer.bias().map(|b| {
+        b.value()
             .view()
             .into_dimensionality::<Ix1>()
-            .expect("1-D")
-            .to_owned(),
-        None => Array1::zeros(layer.outputs()),
-    }
+            .expect("1-D bias")
+    })
+}
+
+fn bias_of(layer: &Linear) -> Array1<f32> {
+    bias_view(layer).map_or_else(|| Array1::zeros(layer.outputs()), |b| b.to_owned())
 }
 
 /// Row-wise softmax in place (max-shifted).
@@ -91,9 +84,140 @@ fn softmax_rows(x: &mut Array2<f32>) {
     }
 }
 
+/// A layer that reads the head input, its weight split by input columns.
+#[derive(Debug, Clone)]
+struct SplitLayer {
+    /// `W[:, off + cand_cols]`, `[out, cand]`.
+    w_cand: Array2<f32>,
+    /// `W[:, off + user_cols]`, `[out, user]`.
+    w_user: Array2<f32>,
+    /// `[out]` (zeros without a bias).
+    bias: Array1<f32>,
+}
+
+impl SplitLayer {
+    fn new(layer: &Linear, off: usize, user_cols: &[usize], cand_cols: &[usize]) -> Self {
+        let w = w2(layer.weight());
+        SplitLayer {
+            w_cand: columns(w, off, cand_cols),
+            w_user: columns(w, off, user_cols),
+            bias: bias_of(layer),
+        }
+    }
+
+    /// The layers' outputs side by side: one layer whose rows are theirs, in order.
+    fn stack(layers: &[SplitLayer]) -> Self {
+        let cat2 = |f: fn(&SplitLayer) -> ArrayView2<'_, f32>| {
+            let v: Vec<_> = layers.iter().map(f).collect();
+            ndarray::concatenate(Axis(0), &v).expect("same widths")
+        };
+        let b: Vec<_> = layers.iter().map(|l| l.bias.view()).collect();
+        SplitLayer {
+            w_cand: cat2(|l| l.w_cand.view()),
+            w_user: cat2(|l| l.w_user.view()),
+            bias: ndarray::concatenate(Axis(0), &b).expect("1-D"),
+        }
+    }
+
+    /// `b + u · W_Uᵀ`: the bias with the shared input folded in.
+    fn folded_bias(&self, u: &[f32]) -> Array1<f32> {
+        &self.bias + &self.w_user.dot(&ArrayView1::from(u))
+    }
+}
+
+/// An [`Mmoe`] prepared for inputs whose columns `user_cols` are shared by every row: the
+/// candidate-side and user-side weight columns of every layer that reads the input (experts'
+/// first layers, gates, and with residual experts the towers' first layers) selected **once**,
+/// so that a request only runs the products ([`SplitHead::forward`]).
+///
+/// It borrows the [`Mmoe`] it was built from: the parameters cannot change while it exists (a
+/// training step needs `&mut`), so a stale copy of the weights cannot be used. Rebuild it after
+/// the parameters change.
+#[derive(Debug, Clone)]
+pub struct SplitHead<'m> {
+    mmoe: &'m Mmoe,
+    user_cols: Vec<usize>,
+    cand_cols: Vec<usize>,
+    /// All experts' first layers, stacked: `[E · h1, ·]`.
+    experts: SplitLayer,
+    gates: Vec<SplitLayer>,
+    /// With residual experts: the towers' first layers' input columns (offset by the expert
+    /// width); empty otherwise.
+    towers: Vec<SplitLayer>,
+}
+
 impl Mmoe {
+    /// Prepares the head for inputs whose columns `user_cols` are one row shared by every
+    /// candidate and whose columns `cand_cols` vary (see [`SplitHead`]).
+    ///
+    /// # Panics
+    /// If the column lists do not partition the input width.
+    pub fn split_head(&self, user_cols: &[usize], cand_cols: &[usize]) -> SplitHead<'_> {
+        let inputs = self.inputs();
+        let mut all: Vec<usize> = user_cols.iter().chain(cand_cols).copied().collect();
+        all.sort_unstable();
+        assert!(
+            all == (0..inputs).collect::<Vec<_>>(),
+            "Mmoe::split_head: {} shared + {} per-row columns do not partition {inputs} inputs",
+            user_cols.len(),
+            cand_cols.len()
+        );
+        let firsts: Vec<SplitLayer> = self
+            .experts
+            .iter()
+            .map(|x| SplitLayer::new(&x.layers()[0], 0, user_cols, cand_cols))
+            .collect();
+        let h = self.experts[0].outputs();
+        SplitHead {
+            mmoe: self,
+            user_cols: user_cols.to_vec(),
+            cand_cols: cand_cols.to_vec(),
+            experts: SplitLayer::stack(&firsts),
+            gates: self
+                .gates
+                .iter()
+                .map(|g| SplitLayer::new(g, 0, user_cols, cand_cols))
+                .collect(),
+            towers: if self.residual {
+                self.towers
+                    .iter()
+                    .map(|t| SplitLayer::new(&t.layers()[0], h, user_cols, cand_cols))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
     /// Logits `[C, T]` of [`Mmoe::forward`] (in evaluation mode) for the input whose columns
-    /// `split.user_cols` are `split.user` in every row and whose other columns are `cand`.
+    /// `split.user_cols` are `split.user` in every row and whose other columns are `cand`:
+    /// [`Mmoe::split_head`] then [`SplitHead::forward`] (prepare once and reuse the
+    /// [`SplitHead`] when serving many requests).
+    ///
+    /// # Shapes
+    /// `cand: [C, split.cand_cols.len()]` → `[C, T]`.
+    ///
+    /// # Panics
+    /// If the column lists do not partition the input width, or `cand`'s width differs.
+    pub fn forward_split(&self, cand: ArrayView2<'_, f32>, split: &SplitInput<'_>) -> Array2<f32> {
+        self.split_head(split.user_cols, split.cand_cols)
+            .forward(cand, split.user)
+    }
+}
+
+impl SplitHead<'_> {
+    /// The shared columns it was prepared for.
+    pub fn user_cols(&self) -> &[usize] {
+        &self.user_cols
+    }
+
+    /// The per-row columns it was prepared for (the columns of `cand`, in order).
+    pub fn cand_cols(&self) -> &[usize] {
+        &self.cand_cols
+    }
+
+    /// Logits `[C, T]` of [`Mmoe::forward`] (in evaluation mode) for the input whose shared
+    /// columns are `user` in every row and whose per-row columns are `cand`.
     ///
     /// Runs without a tape (inference only): each expert's layers write straight into its slot
     /// of the `[C, E, H]` expert tensor and read their input as a strided view of the wide
@@ -102,64 +226,44 @@ impl Mmoe {
     /// instead of concatenating them.
     ///
     /// # Shapes
-    /// `cand: [C, split.cand_cols.len()]` → `[C, T]`.
+    /// `cand: [C, cand_cols.len()]`, `user: [user_cols.len()]` → `[C, T]`.
     ///
     /// # Panics
-    /// If the column lists do not partition the input width, or `cand`'s width differs.
-    pub fn forward_split(&self, cand: ArrayView2<'_, f32>, split: &SplitInput<'_>) -> Array2<f32> {
-        let inputs = self.inputs();
-        let mut all: Vec<usize> = split
-            .user_cols
-            .iter()
-            .chain(split.cand_cols)
-            .copied()
-            .collect();
-        all.sort_unstable();
+    /// If `cand`'s width or `user`'s length differs from the prepared columns.
+    pub fn forward(&self, cand: ArrayView2<'_, f32>, user: &[f32]) -> Array2<f32> {
         assert!(
-            all == (0..inputs).collect::<Vec<_>>() && split.user.len() == split.user_cols.len(),
-            "Mmoe::forward_split: {} shared + {} per-row columns do not partition {inputs} inputs",
-            split.user_cols.len(),
-            split.cand_cols.len()
-        );
-        assert_eq!(
-            cand.ncols(),
-            split.cand_cols.len(),
-            "Mmoe::forward_split: cand shape {:?} vs {} per-row columns",
+            cand.ncols() == self.cand_cols.len() && user.len() == self.user_cols.len(),
+            "SplitHead::forward: cand shape {:?} and {} shared values vs {} per-row and {} \
+             shared columns",
             cand.shape(),
-            split.cand_cols.len()
+            user.len(),
+            self.cand_cols.len(),
+            self.user_cols.len()
         );
+        let mmoe = self.mmoe;
         let c = cand.nrows();
-        let e = self.experts.len();
+        let e = mmoe.experts.len();
 
         // Experts: all first layers as one wide product.
-        let first: Vec<&Linear> = self.experts.iter().map(|x| &x.layers()[0]).collect();
-        let h1 = first[0].outputs();
-        let ws: Vec<Array2<f32>> = first
-            .iter()
-            .map(|l| columns(w2(l.weight()), 0, split.cand_cols))
-            .collect();
-        let bs: Vec<Array1<f32>> = first.iter().map(|l| folded_bias(l, 0, split)).collect();
-        let wv: Vec<_> = ws.iter().map(|w| w.view()).collect();
-        let bv: Vec<_> = bs.iter().map(|b| b.view()).collect();
-        let w_wide = ndarray::concatenate(Axis(0), &wv).expect("same widths");
-        let b_wide = ndarray::concatenate(Axis(0), &bv).expect("1-D");
-        let wide = affine_act(cand, w_wide.view(), b_wide.view(), true);
+        let h1 = mmoe.experts[0].layers()[0].outputs();
+        let b_wide = self.experts.folded_bias(user);
+        let wide = affine_act(cand, self.experts.w_cand.view(), Some(b_wide.view()), true);
         // Deeper layers per expert, the last one into the expert's slot of [C, E, H].
-        let h = self.experts[0].outputs();
+        let h = mmoe.experts[0].outputs();
         let mut experts = Array3::<f32>::zeros((c, e, h));
-        for (i, ex) in self.experts.iter().enumerate() {
+        for (i, ex) in mmoe.experts.iter().enumerate() {
             let x0 = wide.slice(s![.., i * h1..(i + 1) * h1]);
             let rest = &ex.layers()[1..];
             let mut owned: Option<Array2<f32>> = None;
             for (j, layer) in rest.iter().enumerate() {
                 let x = owned.as_ref().map_or(x0, |a| a.view());
-                let (w, b) = (w2(layer.weight()), bias_of(layer));
+                let (w, b) = (w2(layer.weight()), bias_view(layer));
                 if j + 1 == rest.len() {
                     let mut slot = experts.slice_mut(s![.., i, ..]);
-                    affine_into(slot.view_mut(), x, w, Some(b.view()));
+                    affine_into(slot.view_mut(), x, w, b);
                     relu(slot);
                 } else {
-                    owned = Some(affine_act(x, w, b.view(), true));
+                    owned = Some(affine_act(x, w, b, true));
                 }
             }
             if rest.is_empty() {
@@ -171,14 +275,14 @@ impl Mmoe {
             .gates
             .iter()
             .map(|g| {
-                let w = columns(w2(g.weight()), 0, split.cand_cols);
-                let mut z = affine_act(cand, w.view(), folded_bias(g, 0, split).view(), false);
+                let b = g.folded_bias(user);
+                let mut z = affine_act(cand, g.w_cand.view(), Some(b.view()), false);
                 softmax_rows(&mut z);
                 z
             })
             .collect();
-        let mut logits = Array2::<f32>::zeros((c, self.num_tasks));
-        for t in 0..self.num_tasks {
+        let mut logits = Array2::<f32>::zeros((c, mmoe.num_tasks));
+        for t in 0..mmoe.num_tasks {
             let g = &gates[t.min(gates.len() - 1)];
             // The mixture Σᵢ gᵢ hᵢ, experts in order.
             let mut m = Array2::<f32>::zeros((c, h));
@@ -192,19 +296,15 @@ impl Mmoe {
                     mr.scaled_add(*gi, &hi);
                 }
             }
-            let tower = self.towers[t].layers();
+            let tower = mmoe.towers[t].layers();
             let last = tower.len() - 1;
-            let mut y = if self.residual {
+            let mut y = if mmoe.residual {
                 // [m, x] · W₀ᵀ = m · W₀[:, ..h]ᵀ + v · W₀[:, h + V]ᵀ + u · W₀[:, h + U]ᵀ.
                 let w0 = w2(tower[0].weight());
-                let wv = columns(w0, h, split.cand_cols);
-                let mut y = affine_act(
-                    m.view(),
-                    w0.slice(s![.., ..h]),
-                    folded_bias(&tower[0], h, split).view(),
-                    false,
-                );
-                sgemm(y.view_mut(), cand, wv.t(), true, Threading::Auto);
+                let split = &self.towers[t];
+                let b = split.folded_bias(user);
+                let mut y = affine_act(m.view(), w0.slice(s![.., ..h]), Some(b.view()), false);
+                sgemm(y.view_mut(), cand, split.w_cand.t(), true, Threading::Auto);
                 if last > 0 {
                     relu(y.view_mut());
                 }
@@ -213,17 +313,12 @@ impl Mmoe {
                 affine_act(
                     m.view(),
                     w2(tower[0].weight()),
-                    bias_of(&tower[0]).view(),
+                    bias_view(&tower[0]),
                     last > 0,
                 )
             };
             for (i, layer) in tower.iter().enumerate().skip(1) {
-                y = affine_act(
-                    y.view(),
-                    w2(layer.weight()),
-                    bias_of(layer).view(),
-                    i < last,
-                );
+                y = affine_act(y.view(), w2(layer.weight()), bias_view(layer), i < last);
             }
             logits.column_mut(t).assign(&y.column(0));
         }
@@ -299,6 +394,58 @@ mod tests {
                 assert!((a - b).abs() < 1e-5, "{a} vs {b}");
             }
         }
+    }
+
+    #[test]
+    fn a_prepared_head_serves_many_requests() {
+        let cfg = MmoeConfig {
+            num_experts: 4,
+            expert_hidden: vec![6, 5],
+            expert_dropout: 0.0,
+            residual: true,
+            gate_dropout: 0.0,
+            tower_hidden: vec![3],
+            tower_dropout: 0.0,
+        };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let m = Mmoe::new(7, 3, &cfg, false, &mut rng);
+        let (user_cols, cand_cols) = ([1, 4], [0, 2, 3, 5, 6]);
+        let head = m.split_head(&user_cols, &cand_cols);
+        assert_eq!(
+            (head.user_cols(), head.cand_cols()),
+            (&user_cols[..], &cand_cols[..])
+        );
+        for (seed, user) in [(1, [0.3_f32, -2.0]), (2, [1.5, 0.25]), (3, [0.0, 0.0])] {
+            let cand = randn(&[9, 5], seed);
+            let cand = cand.view().into_dimensionality::<Ix2>().unwrap();
+            let split = SplitInput {
+                user_cols: &user_cols,
+                user: &user,
+                cand_cols: &cand_cols,
+            };
+            assert_eq!(head.forward(cand, &user), m.forward_split(cand, &split));
+        }
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "SplitHead::forward: cand shape [2, 4] and 1 shared values vs 3 \
+                               per-row and 1 shared columns"
+    )]
+    fn a_prepared_head_checks_the_request_widths() {
+        let cfg = MmoeConfig {
+            num_experts: 2,
+            expert_hidden: vec![4],
+            expert_dropout: 0.0,
+            residual: true,
+            gate_dropout: 0.0,
+            tower_hidden: vec![3],
+            tower_dropout: 0.0,
+        };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let m = Mmoe::new(4, 1, &cfg, false, &mut rng);
+        let head = m.split_head(&[0], &[1, 2, 3]);
+        head.forward(ndarray::Array2::zeros((2, 4)).view(), &[1.0]);
     }
 
     #[test]

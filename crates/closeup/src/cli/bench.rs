@@ -6,7 +6,7 @@
 //!   (weighted multi-task BCE + 0.1 · score regularization); examples/s per repetition (median,
 //!   min, max) and GFLOP/s from the peer's analytic FLOP count.
 //! - `serve`: one request = one user with a 100-action history and 1000 candidates through the
-//!   serving path ([`CloseupModel::encode_user`] once, then [`CloseupModel::score_encoded`]);
+//!   serving path ([`CloseupModel::server`] prepared once per model; per request `encode_user`, then `score_encoded`);
 //!   p50 / p99 latency over many requests.
 
 use anyhow::{Result, ensure};
@@ -16,7 +16,7 @@ use closeup_autograd::{Tape, init_thread_pool};
 use closeup_layers::ForwardCtx;
 use closeup_losses::{MultiTaskTargets, ScoreRegSpace, multitask_bce, score_regularization};
 use closeup_models::{
-    CloseupModel, ModelBatch, ModelConfig, ModelShape, RankingModel, UserHistory,
+    CloseupModel, ModelBatch, ModelConfig, ModelShape, RankingModel, Server, UserHistory,
 };
 use ndarray::{Array1, Array2};
 use rand::{Rng, SeedableRng};
@@ -298,10 +298,10 @@ pub(crate) fn synthetic_request(c: usize, seq_len: usize, rng: &mut ChaCha8Rng) 
     }
 }
 
-/// Scores a request through the serving path: logits `[C, T]`.
-pub(crate) fn serve_request(model: &CloseupModel, q: &Request) -> Array2<f32> {
-    let user = model.encode_user(&q.history);
-    model.score_encoded(&user, Some(&q.candidates), q.features.view())
+/// Scores a request through the serving path of a prepared [`Server`]: logits `[C, T]`.
+pub(crate) fn serve_request(server: &Server<'_>, q: &Request) -> Array2<f32> {
+    let user = server.encode_user(&q.history);
+    server.score_encoded(&user, Some(&q.candidates), q.features.view())
 }
 
 /// The same request as a plain batch forward (history tiled to every candidate), eval mode.
@@ -329,6 +329,8 @@ fn serve(a: &ServeArgs) -> Result<()> {
     check_common(c)?;
     ensure!(a.candidates > 0, "--candidates must be positive");
     let model = reference_model(c.seq_len, c.seed)?;
+    // Prepared once per model, as a serving process would (the split head's weight columns).
+    let server = model.server();
     let mut rng = ChaCha8Rng::seed_from_u64(c.seed + 1);
     let requests: Vec<Request> = (0..4)
         .map(|_| synthetic_request(a.candidates, c.seq_len, &mut rng))
@@ -342,20 +344,20 @@ fn serve(a: &ServeArgs) -> Result<()> {
             .slice(ndarray::s![..a.candidates.min(64), ..])
             .to_owned(),
     };
-    let max_diff = serve_request(&model, &check)
+    let max_diff = serve_request(&server, &check)
         .iter()
         .zip(batch_forward(&model, &check).iter())
         .map(|(x, y)| (x - y).abs())
         .fold(0.0_f32, f32::max);
     let start = Instant::now();
     for i in 0..c.warmup {
-        serve_request(&model, &requests[i % 4]);
+        serve_request(&server, &requests[i % 4]);
     }
     let warmup_s = start.elapsed().as_secs_f64();
     let mut ms = Vec::new();
     for i in 0..c.reps * c.steps {
         let t0 = Instant::now();
-        std::hint::black_box(serve_request(&model, &requests[i % 4]));
+        std::hint::black_box(serve_request(&server, &requests[i % 4]));
         ms.push(t0.elapsed().as_secs_f64() * 1e3);
     }
     ms.sort_by(f64::total_cmp);
@@ -406,7 +408,7 @@ mod tests {
         let model = reference_model(100, 3).unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(4);
         let q = synthetic_request(40, 100, &mut rng);
-        let served = serve_request(&model, &q);
+        let served = serve_request(&model.server(), &q);
         let forward = batch_forward(&model, &q);
         assert_eq!(served.shape(), [40, 4]);
         for (a, b) in served.iter().zip(forward.iter()) {
