@@ -75,7 +75,7 @@ fn bias_of(layer: &Linear) -> Array1<f32> {
 }
 
 /// Row-wise softmax in place (max-shifted).
-fn softmax_rows(x: &mut Array2<f32>) {
+fn softmax_rows(mut x: ArrayViewMut2<'_, f32>) {
     for mut row in x.rows_mut() {
         let m = row.fold(f32::NEG_INFINITY, |a, &v| a.max(v));
         row.mapv_inplace(|v| (v - m).exp());
@@ -127,8 +127,9 @@ impl SplitLayer {
 
 /// An [`Mmoe`] prepared for inputs whose columns `user_cols` are shared by every row: the
 /// candidate-side and user-side weight columns of every layer that reads the input (experts'
-/// first layers, gates, and with residual experts the towers' first layers) selected **once**,
-/// so that a request only runs the products ([`SplitHead::forward`]).
+/// first layers, gates, and with residual experts the towers' first layers) selected **once**
+/// and stacked into one layer, so that a request runs them as one wide product
+/// ([`SplitHead::forward`]).
 ///
 /// It borrows the [`Mmoe`] it was built from: the parameters cannot change while it exists (a
 /// training step needs `&mut`), so a stale copy of the weights cannot be used. Rebuild it after
@@ -138,9 +139,10 @@ pub struct SplitHead<'m> {
     mmoe: &'m Mmoe,
     user_cols: Vec<usize>,
     cand_cols: Vec<usize>,
-    /// All experts' first layers, stacked: `[E · h1, ·]`.
-    experts: SplitLayer,
-    gates: Vec<SplitLayer>,
+    /// The experts' first layers (`[0, gates_at)`) and the gates (`E` rows each from
+    /// `gates_at`) stacked by output rows.
+    input: SplitLayer,
+    gates_at: usize,
     /// With residual experts: the towers' first layers' input columns (offset by the expert
     /// width); empty otherwise.
     towers: Vec<SplitLayer>,
@@ -162,22 +164,24 @@ impl Mmoe {
             user_cols.len(),
             cand_cols.len()
         );
-        let firsts: Vec<SplitLayer> = self
+        let h = self.experts[0].outputs();
+        let mut layers: Vec<SplitLayer> = self
             .experts
             .iter()
             .map(|x| SplitLayer::new(&x.layers()[0], 0, user_cols, cand_cols))
             .collect();
-        let h = self.experts[0].outputs();
+        let gates_at = self.experts.len() * self.experts[0].layers()[0].outputs();
+        layers.extend(
+            self.gates
+                .iter()
+                .map(|g| SplitLayer::new(g, 0, user_cols, cand_cols)),
+        );
         SplitHead {
             mmoe: self,
             user_cols: user_cols.to_vec(),
             cand_cols: cand_cols.to_vec(),
-            experts: SplitLayer::stack(&firsts),
-            gates: self
-                .gates
-                .iter()
-                .map(|g| SplitLayer::new(g, 0, user_cols, cand_cols))
-                .collect(),
+            input: SplitLayer::stack(&layers),
+            gates_at,
             towers: if self.residual {
                 self.towers
                     .iter()
@@ -244,15 +248,17 @@ impl SplitHead<'_> {
         let c = cand.nrows();
         let e = mmoe.experts.len();
 
-        // Experts: all first layers as one wide product.
-        let h1 = mmoe.experts[0].layers()[0].outputs();
-        let b_wide = self.experts.folded_bias(user);
-        let wide = affine_act(cand, self.experts.w_cand.view(), Some(b_wide.view()), true);
+        // The experts' first layers and the gates as one wide product: [C, E·h1 + G·E].
+        let b = self.input.folded_bias(user);
+        let mut wide = affine(cand, self.input.w_cand.view(), Some(b.view()));
+        let (mut firsts, mut gate_z) = wide.view_mut().split_at(Axis(1), self.gates_at);
+        relu(firsts.view_mut());
         // Deeper layers per expert, the last one into the expert's slot of [C, E, H].
+        let h1 = mmoe.experts[0].layers()[0].outputs();
         let h = mmoe.experts[0].outputs();
         let mut experts = Array3::<f32>::zeros((c, e, h));
         for (i, ex) in mmoe.experts.iter().enumerate() {
-            let x0 = wide.slice(s![.., i * h1..(i + 1) * h1]);
+            let x0 = firsts.slice(s![.., i * h1..(i + 1) * h1]);
             let rest = &ex.layers()[1..];
             let mut owned: Option<Array2<f32>> = None;
             for (j, layer) in rest.iter().enumerate() {
@@ -270,20 +276,14 @@ impl SplitHead<'_> {
                 experts.slice_mut(s![.., i, ..]).assign(&x0);
             }
         }
-        // Gates.
-        let gates: Vec<Array2<f32>> = self
-            .gates
-            .iter()
-            .map(|g| {
-                let b = g.folded_bias(user);
-                let mut z = affine_act(cand, g.w_cand.view(), Some(b.view()), false);
-                softmax_rows(&mut z);
-                z
-            })
-            .collect();
+        // Gates: softmax over each gate's E columns.
+        for k in 0..mmoe.gates.len() {
+            softmax_rows(gate_z.slice_mut(s![.., k * e..(k + 1) * e]));
+        }
         let mut logits = Array2::<f32>::zeros((c, mmoe.num_tasks));
         for t in 0..mmoe.num_tasks {
-            let g = &gates[t.min(gates.len() - 1)];
+            let k = t.min(mmoe.gates.len() - 1);
+            let g = gate_z.slice(s![.., k * e..(k + 1) * e]);
             // The mixture Σᵢ gᵢ hᵢ, experts in order.
             let mut m = Array2::<f32>::zeros((c, h));
             for ((mut mr, gr), er) in m
