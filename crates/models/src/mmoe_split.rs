@@ -336,21 +336,22 @@ impl SplitHead<'_> {
         for k in 0..mmoe.gates.len() {
             softmax_rows(gate_z.slice_mut(s![.., k * e..(k + 1) * e]));
         }
-        for t in 0..mmoe.num_tasks {
-            let k = t.min(mmoe.gates.len() - 1);
-            let g = gate_z.slice(s![.., k * e..(k + 1) * e]);
-            // The mixture Σᵢ gᵢ hᵢ, experts in order.
-            let mut m = Array2::<f32>::zeros((c, h));
-            for ((mut mr, gr), er) in m
-                .rows_mut()
-                .into_iter()
-                .zip(g.rows())
-                .zip(experts.outer_iter())
-            {
+        // The mixtures Σᵢ gᵢ hᵢ (experts in order) of every task, row by row: each row of the
+        // expert tensor is read once for all tasks.
+        let mut mixtures: Vec<Array2<f32>> = (0..mmoe.num_tasks)
+            .map(|_| Array2::<f32>::zeros((c, h)))
+            .collect();
+        for (r, er) in experts.outer_iter().enumerate() {
+            for (t, m) in mixtures.iter_mut().enumerate() {
+                let k = t.min(mmoe.gates.len() - 1);
+                let gr = gate_z.slice(s![r, k * e..(k + 1) * e]);
+                let mut mr = m.row_mut(r);
                 for (gi, hi) in gr.iter().zip(er.rows()) {
                     mr.scaled_add(*gi, &hi);
                 }
             }
+        }
+        for (t, m) in mixtures.iter().enumerate() {
             let tower = mmoe.towers[t].layers();
             let last = tower.len() - 1;
             let mut y = if mmoe.residual {
