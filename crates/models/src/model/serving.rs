@@ -1,7 +1,9 @@
 //! Serving: one request = one user and many candidates (e.g. 1,000).
 //!
 //! [`CloseupModel::encode_user`] does the user-side work once per request; then
-//! [`CloseupModel::score_encoded`] scores any number of candidates against it.
+//! [`CloseupModel::score_encoded`] scores any number of candidates against it. A [`Server`]
+//! ([`CloseupModel::server`]) does the same for many requests with the MMoE head's split weights
+//! prepared once (see `mmoe_split.rs`).
 //!
 //! What each option costs per request of `C` candidates, history length `L`, width `d`:
 //! - **Late fusion (default)**: the transformer runs **once** (`O(layers · (L²d + L·d·ffn))`);
