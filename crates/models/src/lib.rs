@@ -20,7 +20,8 @@
 //! - [`CloseupModel`]: everything composed from a serde [`ModelConfig`] (TOML; the defaults are
 //!   the reference configuration of SPEC §5) and a [`ModelShape`] (what the data provides);
 //!   [`CloseupModel::save`] / [`CloseupModel::load`]; the serving path
-//!   [`CloseupModel::score_request`] that encodes the user once per request.
+//!   [`CloseupModel::score_request`] that encodes the user once per request, and [`Server`],
+//!   which also prepares the head's split weights once for many requests.
 //! - [`GateUtilization`] / [`mean_gate_weights`]: mean gate weight per task per expert.
 //!
 //! All randomness comes from explicit seeds (parameters) or the [`ForwardCtx`] RNG (dropout,
@@ -93,7 +94,7 @@ pub use input::{ModelBatch, ModelOutput};
 pub use mmoe::{HeadOutput, Mmoe};
 pub use model::{
     CloseupModel, EncodedUser, METADATA_CONFIG, METADATA_FORMAT, METADATA_KIND, METADATA_SHAPE,
-    MODEL_KIND, UserHistory,
+    MODEL_KIND, Server, UserHistory,
 };
 
 use closeup_autograd::{Parameterized, Tape};

@@ -268,7 +268,7 @@ impl Parameterized for Mmoe {
 
 #[path = "mmoe_split.rs"]
 mod split;
-pub use split::{SplitInput, join_split};
+pub use split::{SplitHead, SplitInput, join_split};
 
 #[cfg(test)]
 #[path = "mmoe_tests.rs"]

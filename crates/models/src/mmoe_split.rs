@@ -9,13 +9,19 @@
 //! input columns) this removes ~13 % of a request's multiply-adds. The result equals
 //! [`Mmoe::forward`] on the full input up to float rounding (tested).
 //!
+//! [`Mmoe::split_head`] selects those weight columns once ([`SplitHead`], reused across
+//! requests; it borrows the [`Mmoe`], so it cannot outlive a parameter change), and
+//! [`SplitHead::forward`] runs the head in row blocks, one block per thread at a time, with a
+//! block split that depends on the number of rows only (scores identical on any thread count).
+//!
 //! Evaluation only: dropout is the identity, gate dropout off, no gradient is needed.
 
 use super::Mmoe;
 use closeup_autograd::Tensor;
-use closeup_autograd::kernels::gemm::{Threading, affine, affine_into, sgemm};
+use closeup_autograd::kernels::gemm::{Threading, affine_into_with, affine_with, sgemm};
 use closeup_layers::Linear;
 use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayViewMut2, Axis, Ix1, Ix2, s};
+use rayon::prelude::*;
 
 /// Which input columns are shared by every row (`user`) and which vary (`cand`), with the
 /// shared values. `user ∪ cand` is every column once, each list in increasing order.
@@ -42,47 +48,40 @@ fn columns(w: ArrayView2<'_, f32>, off: usize, cols: &[usize]) -> Array2<f32> {
     w.select(Axis(1), &idx)
 }
 
-/// `b + u · W[:, off + user_cols]ᵀ`: the bias with the shared input folded in.
-fn folded_bias(layer: &Linear, off: usize, s: &SplitInput<'_>) -> Array1<f32> {
-    let mut b = bias_of(layer);
-    let wu = columns(w2(layer.weight()), off, s.user_cols);
-    b += &wu.dot(&ArrayView1::from(s.user));
-    b
-}
-
 /// ReLU in place (any strides), with the same `x < 0` test as `Var::relu`.
 fn relu(mut y: ArrayViewMut2<'_, f32>) {
     y.mapv_inplace(|v| if v < 0.0 { 0.0 } else { v });
 }
 
-/// `act(x · Wᵀ + b)` as a new `[rows, out]` array, ReLU or identity.
+/// `act(x · Wᵀ + b)` as a new `[rows, out]` array, ReLU or identity, on the calling thread.
 fn affine_act(
     x: ArrayView2<'_, f32>,
     w: ArrayView2<'_, f32>,
-    b: ArrayView1<'_, f32>,
+    b: Option<ArrayView1<'_, f32>>,
     relu_on: bool,
 ) -> Array2<f32> {
-    let mut y = affine(x, w, Some(b));
+    let mut y = affine_with(x, w, b, Threading::Serial);
     if relu_on {
         relu(y.view_mut());
     }
     y
 }
 
-fn bias_of(layer: &Linear) -> Array1<f32> {
-    match layer.bias() {
-        Some(b) => b
-            .value()
+fn bias_view(layer: &Linear) -> Option<ArrayView1<'_, f32>> {
+    layer.bias().map(|b| {
+        b.value()
             .view()
             .into_dimensionality::<Ix1>()
-            .expect("1-D")
-            .to_owned(),
-        None => Array1::zeros(layer.outputs()),
-    }
+            .expect("1-D bias")
+    })
+}
+
+fn bias_of(layer: &Linear) -> Array1<f32> {
+    bias_view(layer).map_or_else(|| Array1::zeros(layer.outputs()), |b| b.to_owned())
 }
 
 /// Row-wise softmax in place (max-shifted).
-fn softmax_rows(x: &mut Array2<f32>) {
+fn softmax_rows(mut x: ArrayViewMut2<'_, f32>) {
     for mut row in x.rows_mut() {
         let m = row.fold(f32::NEG_INFINITY, |a, &v| a.max(v));
         row.mapv_inplace(|v| (v - m).exp());
@@ -91,9 +90,169 @@ fn softmax_rows(x: &mut Array2<f32>) {
     }
 }
 
+/// At most this many rows per block of [`SplitHead::forward`]: each block runs the whole head
+/// on one thread (serial products), blocks run in parallel. Measured on the reference head (one
+/// thread): blocks of 500 rows cost the same as one 1000-row block, 250 rows ~4 % more, 128
+/// rows ~15 % more (per-call overhead of the serial products), so the grain is coarse.
+const MAX_ROW_BLOCK: usize = 512;
+
+/// The rows per block for a request of `c` rows: `c` split into the fewest equal blocks of at
+/// most [`MAX_ROW_BLOCK`] (1000 → 2 × 500). It depends on `c` only, never on the thread count,
+/// so every score is computed by the same arithmetic whatever the number of threads.
+fn row_block(c: usize) -> usize {
+    c.div_ceil(c.div_ceil(MAX_ROW_BLOCK).max(1)).max(1)
+}
+
+/// The biases of a request's input-reading layers with its shared columns folded in.
+struct FoldedBiases {
+    /// The stacked experts' first layers and gates.
+    input: Array1<f32>,
+    /// Per tower (residual experts only).
+    towers: Vec<Array1<f32>>,
+}
+
+/// A layer that reads the head input, its weight split by input columns.
+#[derive(Debug, Clone)]
+struct SplitLayer {
+    /// `W[:, off + cand_cols]`, `[out, cand]`.
+    w_cand: Array2<f32>,
+    /// `W[:, off + user_cols]`, `[out, user]`.
+    w_user: Array2<f32>,
+    /// `[out]` (zeros without a bias).
+    bias: Array1<f32>,
+}
+
+impl SplitLayer {
+    fn new(layer: &Linear, off: usize, user_cols: &[usize], cand_cols: &[usize]) -> Self {
+        let w = w2(layer.weight());
+        SplitLayer {
+            w_cand: columns(w, off, cand_cols),
+            w_user: columns(w, off, user_cols),
+            bias: bias_of(layer),
+        }
+    }
+
+    /// The layers' outputs side by side: one layer whose rows are theirs, in order.
+    fn stack(layers: &[SplitLayer]) -> Self {
+        let cat2 = |f: fn(&SplitLayer) -> ArrayView2<'_, f32>| {
+            let v: Vec<_> = layers.iter().map(f).collect();
+            ndarray::concatenate(Axis(0), &v).expect("same widths")
+        };
+        let b: Vec<_> = layers.iter().map(|l| l.bias.view()).collect();
+        SplitLayer {
+            w_cand: cat2(|l| l.w_cand.view()),
+            w_user: cat2(|l| l.w_user.view()),
+            bias: ndarray::concatenate(Axis(0), &b).expect("1-D"),
+        }
+    }
+
+    /// `b + u · W_Uᵀ`: the bias with the shared input folded in.
+    fn folded_bias(&self, u: &[f32]) -> Array1<f32> {
+        &self.bias + &self.w_user.dot(&ArrayView1::from(u))
+    }
+}
+
+/// An [`Mmoe`] prepared for inputs whose columns `user_cols` are shared by every row: the
+/// candidate-side and user-side weight columns of every layer that reads the input (experts'
+/// first layers, gates, and with residual experts the towers' first layers) selected **once**
+/// and stacked into one layer, so that a request runs them as one wide product
+/// ([`SplitHead::forward`]).
+///
+/// It borrows the [`Mmoe`] it was built from: the parameters cannot change while it exists (a
+/// training step needs `&mut`), so a stale copy of the weights cannot be used. Rebuild it after
+/// the parameters change.
+#[derive(Debug, Clone)]
+pub struct SplitHead<'m> {
+    mmoe: &'m Mmoe,
+    user_cols: Vec<usize>,
+    cand_cols: Vec<usize>,
+    /// The experts' first layers (`[0, gates_at)`) and the gates (`E` rows each from
+    /// `gates_at`) stacked by output rows.
+    input: SplitLayer,
+    gates_at: usize,
+    /// With residual experts: the towers' first layers' input columns (offset by the expert
+    /// width); empty otherwise.
+    towers: Vec<SplitLayer>,
+}
+
 impl Mmoe {
+    /// Prepares the head for inputs whose columns `user_cols` are one row shared by every
+    /// candidate and whose columns `cand_cols` vary (see [`SplitHead`]).
+    ///
+    /// # Panics
+    /// If the column lists do not partition the input width.
+    pub fn split_head(&self, user_cols: &[usize], cand_cols: &[usize]) -> SplitHead<'_> {
+        let inputs = self.inputs();
+        let mut all: Vec<usize> = user_cols.iter().chain(cand_cols).copied().collect();
+        all.sort_unstable();
+        assert!(
+            all == (0..inputs).collect::<Vec<_>>(),
+            "Mmoe::split_head: {} shared + {} per-row columns do not partition {inputs} inputs",
+            user_cols.len(),
+            cand_cols.len()
+        );
+        let h = self.experts[0].outputs();
+        let mut layers: Vec<SplitLayer> = self
+            .experts
+            .iter()
+            .map(|x| SplitLayer::new(&x.layers()[0], 0, user_cols, cand_cols))
+            .collect();
+        let gates_at = self.experts.len() * self.experts[0].layers()[0].outputs();
+        layers.extend(
+            self.gates
+                .iter()
+                .map(|g| SplitLayer::new(g, 0, user_cols, cand_cols)),
+        );
+        SplitHead {
+            mmoe: self,
+            user_cols: user_cols.to_vec(),
+            cand_cols: cand_cols.to_vec(),
+            input: SplitLayer::stack(&layers),
+            gates_at,
+            towers: if self.residual {
+                self.towers
+                    .iter()
+                    .map(|t| SplitLayer::new(&t.layers()[0], h, user_cols, cand_cols))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
     /// Logits `[C, T]` of [`Mmoe::forward`] (in evaluation mode) for the input whose columns
-    /// `split.user_cols` are `split.user` in every row and whose other columns are `cand`.
+    /// `split.user_cols` are `split.user` in every row and whose other columns are `cand`:
+    /// [`Mmoe::split_head`] then [`SplitHead::forward`] (prepare once and reuse the
+    /// [`SplitHead`] when serving many requests).
+    ///
+    /// # Shapes
+    /// `cand: [C, split.cand_cols.len()]` → `[C, T]`.
+    ///
+    /// # Panics
+    /// If the column lists do not partition the input width, or `cand`'s width differs.
+    pub fn forward_split(&self, cand: ArrayView2<'_, f32>, split: &SplitInput<'_>) -> Array2<f32> {
+        self.split_head(split.user_cols, split.cand_cols)
+            .forward(cand, split.user)
+    }
+}
+
+impl SplitHead<'_> {
+    /// The shared columns it was prepared for.
+    pub fn user_cols(&self) -> &[usize] {
+        &self.user_cols
+    }
+
+    /// The per-row columns it was prepared for (the columns of `cand`, in order).
+    pub fn cand_cols(&self) -> &[usize] {
+        &self.cand_cols
+    }
+
+    /// Logits `[C, T]` of [`Mmoe::forward`] (in evaluation mode) for the input whose shared
+    /// columns are `user` in every row and whose per-row columns are `cand`.
+    ///
+    /// The rows are split into blocks of at most 512 (fewest equal blocks; the split depends
+    /// on `C` only) and each block runs the whole head on one thread — blocks in parallel on the
+    /// rayon pool — so a score is bit-identical for every thread count.
     ///
     /// Runs without a tape (inference only): each expert's layers write straight into its slot
     /// of the `[C, E, H]` expert tensor and read their input as a strided view of the wide
@@ -102,109 +261,105 @@ impl Mmoe {
     /// instead of concatenating them.
     ///
     /// # Shapes
-    /// `cand: [C, split.cand_cols.len()]` → `[C, T]`.
+    /// `cand: [C, cand_cols.len()]`, `user: [user_cols.len()]` → `[C, T]`.
     ///
     /// # Panics
-    /// If the column lists do not partition the input width, or `cand`'s width differs.
-    pub fn forward_split(&self, cand: ArrayView2<'_, f32>, split: &SplitInput<'_>) -> Array2<f32> {
-        let inputs = self.inputs();
-        let mut all: Vec<usize> = split
-            .user_cols
-            .iter()
-            .chain(split.cand_cols)
-            .copied()
-            .collect();
-        all.sort_unstable();
+    /// If `cand`'s width or `user`'s length differs from the prepared columns.
+    pub fn forward(&self, cand: ArrayView2<'_, f32>, user: &[f32]) -> Array2<f32> {
         assert!(
-            all == (0..inputs).collect::<Vec<_>>() && split.user.len() == split.user_cols.len(),
-            "Mmoe::forward_split: {} shared + {} per-row columns do not partition {inputs} inputs",
-            split.user_cols.len(),
-            split.cand_cols.len()
-        );
-        assert_eq!(
-            cand.ncols(),
-            split.cand_cols.len(),
-            "Mmoe::forward_split: cand shape {:?} vs {} per-row columns",
+            cand.ncols() == self.cand_cols.len() && user.len() == self.user_cols.len(),
+            "SplitHead::forward: cand shape {:?} and {} shared values vs {} per-row and {} \
+             shared columns",
             cand.shape(),
-            split.cand_cols.len()
+            user.len(),
+            self.cand_cols.len(),
+            self.user_cols.len()
         );
-        let c = cand.nrows();
-        let e = self.experts.len();
-
-        // Experts: all first layers as one wide product.
-        let first: Vec<&Linear> = self.experts.iter().map(|x| &x.layers()[0]).collect();
-        let h1 = first[0].outputs();
-        let ws: Vec<Array2<f32>> = first
-            .iter()
-            .map(|l| columns(w2(l.weight()), 0, split.cand_cols))
+        // The shared columns' contributions, once per request.
+        let biases = FoldedBiases {
+            input: self.input.folded_bias(user),
+            towers: self.towers.iter().map(|t| t.folded_bias(user)).collect(),
+        };
+        let mut logits = Array2::<f32>::zeros((cand.nrows(), self.mmoe.num_tasks));
+        let rb = row_block(cand.nrows());
+        let blocks: Vec<_> = logits
+            .axis_chunks_iter_mut(Axis(0), rb)
+            .zip(cand.axis_chunks_iter(Axis(0), rb))
             .collect();
-        let bs: Vec<Array1<f32>> = first.iter().map(|l| folded_bias(l, 0, split)).collect();
-        let wv: Vec<_> = ws.iter().map(|w| w.view()).collect();
-        let bv: Vec<_> = bs.iter().map(|b| b.view()).collect();
-        let w_wide = ndarray::concatenate(Axis(0), &wv).expect("same widths");
-        let b_wide = ndarray::concatenate(Axis(0), &bv).expect("1-D");
-        let wide = affine_act(cand, w_wide.view(), b_wide.view(), true);
+        blocks
+            .into_par_iter()
+            .for_each(|(out, x)| self.forward_rows(x, &biases, out));
+        logits
+    }
+
+    /// The head on one block of rows, on the calling thread; writes `out: [rows, T]`.
+    fn forward_rows(
+        &self,
+        cand: ArrayView2<'_, f32>,
+        biases: &FoldedBiases,
+        mut logits: ArrayViewMut2<'_, f32>,
+    ) {
+        const SERIAL: Threading = Threading::Serial;
+        let mmoe = self.mmoe;
+        let c = cand.nrows();
+        let e = mmoe.experts.len();
+
+        // The experts' first layers and the gates as one wide product: [C, E·h1 + G·E].
+        let b = &biases.input;
+        let mut wide = affine_with(cand, self.input.w_cand.view(), Some(b.view()), SERIAL);
+        let (mut firsts, mut gate_z) = wide.view_mut().split_at(Axis(1), self.gates_at);
+        relu(firsts.view_mut());
         // Deeper layers per expert, the last one into the expert's slot of [C, E, H].
-        let h = self.experts[0].outputs();
+        let h1 = mmoe.experts[0].layers()[0].outputs();
+        let h = mmoe.experts[0].outputs();
         let mut experts = Array3::<f32>::zeros((c, e, h));
-        for (i, ex) in self.experts.iter().enumerate() {
-            let x0 = wide.slice(s![.., i * h1..(i + 1) * h1]);
+        for (i, ex) in mmoe.experts.iter().enumerate() {
+            let x0 = firsts.slice(s![.., i * h1..(i + 1) * h1]);
             let rest = &ex.layers()[1..];
             let mut owned: Option<Array2<f32>> = None;
             for (j, layer) in rest.iter().enumerate() {
                 let x = owned.as_ref().map_or(x0, |a| a.view());
-                let (w, b) = (w2(layer.weight()), bias_of(layer));
+                let (w, b) = (w2(layer.weight()), bias_view(layer));
                 if j + 1 == rest.len() {
                     let mut slot = experts.slice_mut(s![.., i, ..]);
-                    affine_into(slot.view_mut(), x, w, Some(b.view()));
+                    affine_into_with(slot.view_mut(), x, w, b, SERIAL);
                     relu(slot);
                 } else {
-                    owned = Some(affine_act(x, w, b.view(), true));
+                    owned = Some(affine_act(x, w, b, true));
                 }
             }
             if rest.is_empty() {
                 experts.slice_mut(s![.., i, ..]).assign(&x0);
             }
         }
-        // Gates.
-        let gates: Vec<Array2<f32>> = self
-            .gates
-            .iter()
-            .map(|g| {
-                let w = columns(w2(g.weight()), 0, split.cand_cols);
-                let mut z = affine_act(cand, w.view(), folded_bias(g, 0, split).view(), false);
-                softmax_rows(&mut z);
-                z
-            })
+        // Gates: softmax over each gate's E columns.
+        for k in 0..mmoe.gates.len() {
+            softmax_rows(gate_z.slice_mut(s![.., k * e..(k + 1) * e]));
+        }
+        // The mixtures Σᵢ gᵢ hᵢ (experts in order) of every task, row by row: each row of the
+        // expert tensor is read once for all tasks.
+        let mut mixtures: Vec<Array2<f32>> = (0..mmoe.num_tasks)
+            .map(|_| Array2::<f32>::zeros((c, h)))
             .collect();
-        let mut logits = Array2::<f32>::zeros((c, self.num_tasks));
-        for t in 0..self.num_tasks {
-            let g = &gates[t.min(gates.len() - 1)];
-            // The mixture Σᵢ gᵢ hᵢ, experts in order.
-            let mut m = Array2::<f32>::zeros((c, h));
-            for ((mut mr, gr), er) in m
-                .rows_mut()
-                .into_iter()
-                .zip(g.rows())
-                .zip(experts.outer_iter())
-            {
+        for (r, er) in experts.outer_iter().enumerate() {
+            for (t, m) in mixtures.iter_mut().enumerate() {
+                let k = t.min(mmoe.gates.len() - 1);
+                let gr = gate_z.slice(s![r, k * e..(k + 1) * e]);
+                let mut mr = m.row_mut(r);
                 for (gi, hi) in gr.iter().zip(er.rows()) {
                     mr.scaled_add(*gi, &hi);
                 }
             }
-            let tower = self.towers[t].layers();
+        }
+        for (t, m) in mixtures.iter().enumerate() {
+            let tower = mmoe.towers[t].layers();
             let last = tower.len() - 1;
-            let mut y = if self.residual {
+            let mut y = if mmoe.residual {
                 // [m, x] · W₀ᵀ = m · W₀[:, ..h]ᵀ + v · W₀[:, h + V]ᵀ + u · W₀[:, h + U]ᵀ.
                 let w0 = w2(tower[0].weight());
-                let wv = columns(w0, h, split.cand_cols);
-                let mut y = affine_act(
-                    m.view(),
-                    w0.slice(s![.., ..h]),
-                    folded_bias(&tower[0], h, split).view(),
-                    false,
-                );
-                sgemm(y.view_mut(), cand, wv.t(), true, Threading::Auto);
+                let b = &biases.towers[t];
+                let mut y = affine_act(m.view(), w0.slice(s![.., ..h]), Some(b.view()), false);
+                sgemm(y.view_mut(), cand, self.towers[t].w_cand.t(), true, SERIAL);
                 if last > 0 {
                     relu(y.view_mut());
                 }
@@ -213,21 +368,15 @@ impl Mmoe {
                 affine_act(
                     m.view(),
                     w2(tower[0].weight()),
-                    bias_of(&tower[0]).view(),
+                    bias_view(&tower[0]),
                     last > 0,
                 )
             };
             for (i, layer) in tower.iter().enumerate().skip(1) {
-                y = affine_act(
-                    y.view(),
-                    w2(layer.weight()),
-                    bias_of(layer).view(),
-                    i < last,
-                );
+                y = affine_act(y.view(), w2(layer.weight()), bias_view(layer), i < last);
             }
             logits.column_mut(t).assign(&y.column(0));
         }
-        logits
     }
 }
 
@@ -247,79 +396,5 @@ pub fn join_split(cand: &Tensor, split: &SplitInput<'_>) -> Tensor {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::MmoeConfig;
-    use closeup_autograd::gradcheck::randn;
-    use closeup_layers::ForwardCtx;
-    use rand::SeedableRng;
-
-    #[test]
-    fn split_head_equals_the_full_head() {
-        for (residual, shared_gate, tower_hidden) in [
-            (true, false, vec![4]),
-            (false, false, vec![4]),
-            (true, true, vec![]),
-        ] {
-            let cfg = MmoeConfig {
-                num_experts: 3,
-                expert_hidden: vec![6, 5],
-                expert_dropout: 0.2,
-                residual,
-                gate_dropout: 0.3,
-                tower_hidden,
-                tower_dropout: 0.1,
-            };
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-            let m = Mmoe::new(9, 2, &cfg, shared_gate, &mut rng);
-            // Shared columns scattered through the input, not only a prefix.
-            let user_cols = [0, 1, 5];
-            let cand_cols = [2, 3, 4, 6, 7, 8];
-            let user = [0.5_f32, -1.25, 2.0];
-            let split = SplitInput {
-                user_cols: &user_cols,
-                user: &user,
-                cand_cols: &cand_cols,
-            };
-            let cand = randn(&[11, 6], 4);
-            let tape = closeup_autograd::Tape::no_grad();
-            let cand2 = cand.view().into_dimensionality::<Ix2>().unwrap();
-            let fast = m.forward_split(cand2, &split);
-            let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-            let slow = m
-                .forward(
-                    tape.constant(join_split(&cand, &split)),
-                    &mut ForwardCtx::eval(&mut r),
-                )
-                .logits
-                .value();
-            assert_eq!(fast.shape(), slow.shape());
-            let fast = fast.into_dyn();
-            for (a, b) in fast.iter().zip(slow.iter()) {
-                assert!((a - b).abs() < 1e-5, "{a} vs {b}");
-            }
-        }
-    }
-
-    #[test]
-    #[should_panic(expected = "do not partition 9 inputs")]
-    fn columns_must_partition_the_input() {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let cfg = MmoeConfig {
-            num_experts: 2,
-            expert_hidden: vec![4],
-            expert_dropout: 0.0,
-            residual: true,
-            gate_dropout: 0.0,
-            tower_hidden: vec![3],
-            tower_dropout: 0.0,
-        };
-        let m = Mmoe::new(9, 1, &cfg, false, &mut rng);
-        let split = SplitInput {
-            user_cols: &[0],
-            user: &[1.0],
-            cand_cols: &[1, 2, 3],
-        };
-        m.forward_split(ndarray::Array2::zeros((2, 3)).view(), &split);
-    }
-}
+#[path = "mmoe_split_tests.rs"]
+mod tests;

@@ -97,10 +97,25 @@ pub fn sgemm(
 /// # Panics
 /// If the shapes are not `x: [rows, in]`, `w: [out, in]`, `b: [out]`, `dst: [rows, out]`.
 pub fn affine_into(
+    dst: ArrayViewMut2<'_, f32>,
+    x: ArrayView2<'_, f32>,
+    w: ArrayView2<'_, f32>,
+    b: Option<ArrayView1<'_, f32>>,
+) {
+    affine_into_with(dst, x, w, b, Threading::Auto);
+}
+
+/// [`affine_into`] with the product's [`Threading`] chosen by the caller (e.g.
+/// [`Threading::Serial`] inside an outer parallel loop over row blocks).
+///
+/// # Panics
+/// As [`affine_into`].
+pub fn affine_into_with(
     mut dst: ArrayViewMut2<'_, f32>,
     x: ArrayView2<'_, f32>,
     w: ArrayView2<'_, f32>,
     b: Option<ArrayView1<'_, f32>>,
+    threading: Threading,
 ) {
     match b {
         Some(b) => {
@@ -111,7 +126,7 @@ pub fn affine_into(
         }
         None => dst.fill(0.0),
     }
-    sgemm(dst, x, w.t(), true, Threading::Auto);
+    sgemm(dst, x, w.t(), true, threading);
 }
 
 /// [`affine_into`] a new `[rows, out]` array (without a bias, the product is the only write).
@@ -123,8 +138,21 @@ pub fn affine(
     w: ArrayView2<'_, f32>,
     b: Option<ArrayView1<'_, f32>>,
 ) -> Array2<f32> {
+    affine_with(x, w, b, Threading::Auto)
+}
+
+/// [`affine`] with the product's [`Threading`] chosen by the caller.
+///
+/// # Panics
+/// As [`affine_into`].
+pub fn affine_with(
+    x: ArrayView2<'_, f32>,
+    w: ArrayView2<'_, f32>,
+    b: Option<ArrayView1<'_, f32>>,
+    threading: Threading,
+) -> Array2<f32> {
     let Some(b) = b else {
-        return sgemm_new(x, w.t(), Threading::Auto);
+        return sgemm_new(x, w.t(), threading);
     };
     check_bias(b, w);
     let (rows, out) = (x.nrows(), w.nrows());
@@ -136,7 +164,7 @@ pub fn affine(
         y.extend_from_slice(&b);
     }
     let mut y = Array2::from_shape_vec((rows, out), y).expect("rows · out elements");
-    sgemm(y.view_mut(), x, w.t(), true, Threading::Auto);
+    sgemm(y.view_mut(), x, w.t(), true, threading);
     y
 }
 
@@ -307,6 +335,32 @@ mod tests {
         affine_into(into.view_mut(), x.view(), w.view(), None);
         assert_eq!(into, affine(x.view(), w.view(), None));
         assert_eq!(into, sgemm_new(x.view(), w.t(), Threading::Auto));
+    }
+
+    #[test]
+    fn serial_affine_equals_the_threaded_one() {
+        // Large enough for the threaded path (≥ PAR_MIN_FLOPS multiply-adds).
+        let x = filled(300, 70, 0.3);
+        let w = filled(90, 70, 0.7);
+        let b = filled(1, 90, 0.9).row(0).to_owned();
+        let auto = affine(x.view(), w.view(), Some(b.view()));
+        assert_eq!(
+            affine_with(x.view(), w.view(), Some(b.view()), Threading::Serial),
+            auto
+        );
+        let mut into = Array2::zeros((300, 90));
+        affine_into_with(
+            into.view_mut(),
+            x.view(),
+            w.view(),
+            Some(b.view()),
+            Threading::Serial,
+        );
+        assert_eq!(into, auto);
+        assert_eq!(
+            affine_with(x.view(), w.view(), None, Threading::Serial),
+            affine(x.view(), w.view(), None)
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!   (weighted multi-task BCE + 0.1 · score regularization); examples/s per repetition (median,
 //!   min, max) and GFLOP/s from the peer's analytic FLOP count.
 //! - `serve`: one request = one user with a 100-action history and 1000 candidates through the
-//!   serving path ([`CloseupModel::encode_user`] once, then [`CloseupModel::score_encoded`]);
+//!   serving path ([`CloseupModel::server`] prepared once per model; per request `encode_user`, then `score_encoded`);
 //!   p50 / p99 latency over many requests.
 
 use anyhow::{Result, ensure};
@@ -16,7 +16,7 @@ use closeup_autograd::{Tape, init_thread_pool};
 use closeup_layers::ForwardCtx;
 use closeup_losses::{MultiTaskTargets, ScoreRegSpace, multitask_bce, score_regularization};
 use closeup_models::{
-    CloseupModel, ModelBatch, ModelConfig, ModelShape, RankingModel, UserHistory,
+    CloseupModel, ModelBatch, ModelConfig, ModelShape, RankingModel, Server, UserHistory,
 };
 use ndarray::{Array1, Array2};
 use rand::{Rng, SeedableRng};
@@ -298,10 +298,10 @@ pub(crate) fn synthetic_request(c: usize, seq_len: usize, rng: &mut ChaCha8Rng) 
     }
 }
 
-/// Scores a request through the serving path: logits `[C, T]`.
-pub(crate) fn serve_request(model: &CloseupModel, q: &Request) -> Array2<f32> {
-    let user = model.encode_user(&q.history);
-    model.score_encoded(&user, Some(&q.candidates), q.features.view())
+/// Scores a request through the serving path of a prepared [`Server`]: logits `[C, T]`.
+pub(crate) fn serve_request(server: &Server<'_>, q: &Request) -> Array2<f32> {
+    let user = server.encode_user(&q.history);
+    server.score_encoded(&user, Some(&q.candidates), q.features.view())
 }
 
 /// The same request as a plain batch forward (history tiled to every candidate), eval mode.
@@ -329,6 +329,8 @@ fn serve(a: &ServeArgs) -> Result<()> {
     check_common(c)?;
     ensure!(a.candidates > 0, "--candidates must be positive");
     let model = reference_model(c.seq_len, c.seed)?;
+    // Prepared once per model, as a serving process would (the split head's weight columns).
+    let server = model.server();
     let mut rng = ChaCha8Rng::seed_from_u64(c.seed + 1);
     let requests: Vec<Request> = (0..4)
         .map(|_| synthetic_request(a.candidates, c.seq_len, &mut rng))
@@ -342,23 +344,30 @@ fn serve(a: &ServeArgs) -> Result<()> {
             .slice(ndarray::s![..a.candidates.min(64), ..])
             .to_owned(),
     };
-    let max_diff = serve_request(&model, &check)
+    let max_diff = serve_request(&server, &check)
         .iter()
         .zip(batch_forward(&model, &check).iter())
         .map(|(x, y)| (x - y).abs())
         .fold(0.0_f32, f32::max);
     let start = Instant::now();
     for i in 0..c.warmup {
-        serve_request(&model, &requests[i % 4]);
+        serve_request(&server, &requests[i % 4]);
     }
     let warmup_s = start.elapsed().as_secs_f64();
-    let mut ms = Vec::new();
+    let (mut ms, mut encode_ms) = (Vec::new(), Vec::new());
     for i in 0..c.reps * c.steps {
+        // serve_request's two steps, timed separately.
+        let q = &requests[i % 4];
         let t0 = Instant::now();
-        std::hint::black_box(serve_request(&model, &requests[i % 4]));
+        let user = server.encode_user(&q.history);
+        let t1 = Instant::now();
+        std::hint::black_box(server.score_encoded(&user, Some(&q.candidates), q.features.view()));
         ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        encode_ms.push((t1 - t0).as_secs_f64() * 1e3);
     }
     ms.sort_by(f64::total_cmp);
+    encode_ms.sort_by(f64::total_cmp);
+    let encode_p50 = summary(&encode_ms).0;
     let (p50, min, max) = summary(&ms);
     let p99 = quantile(&ms, 0.99);
     let (enc, head) = analytic_macs(model.config(), model.input_width());
@@ -368,7 +377,7 @@ fn serve(a: &ServeArgs) -> Result<()> {
         let out = json!({
             "bench": "serve", "threads": closeup_autograd::num_threads(),
             "candidates": a.candidates, "seq_len": c.seq_len, "ms_per_request_p50": p50,
-            "ms_per_request_p99": p99, "ms_per_request_min": min, "ms_per_request_max": max,
+            "ms_per_request_p99": p99, "encode_user_ms_p50": encode_p50, "ms_per_request_min": min, "ms_per_request_max": max,
             "requests": ms.len(), "gflop_s": gflops, "flop_per_request": flop,
             "max_abs_diff_vs_forward": max_diff, "warmup_s": warmup_s,
         });
@@ -376,7 +385,8 @@ fn serve(a: &ServeArgs) -> Result<()> {
     } else {
         println!(
             "serve: {} candidates, seq_len {}, {} threads: p50 {p50:.2} ms, p99 {p99:.2} ms \
-             (min {min:.2}, max {max:.2}) over {} requests, {gflops:.1} GFLOP/s; \
+             (min {min:.2}, max {max:.2}; encode_user p50 {encode_p50:.2} ms) over {} requests, \
+             {gflops:.1} GFLOP/s; \
              max |serve − forward| = {max_diff:.2e}",
             a.candidates,
             c.seq_len,
@@ -406,7 +416,7 @@ mod tests {
         let model = reference_model(100, 3).unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(4);
         let q = synthetic_request(40, 100, &mut rng);
-        let served = serve_request(&model, &q);
+        let served = serve_request(&model.server(), &q);
         let forward = batch_forward(&model, &q);
         assert_eq!(served.shape(), [40, 4]);
         for (a, b) in served.iter().zip(forward.iter()) {

@@ -13,7 +13,7 @@ mod io;
 mod serving;
 
 pub use io::{METADATA_CONFIG, METADATA_FORMAT, METADATA_KIND, METADATA_SHAPE, MODEL_KIND};
-pub use serving::{EncodedUser, UserHistory};
+pub use serving::{EncodedUser, Server, UserHistory};
 
 use crate::baselines::{SharedBottom, SingleTask, comparable_bottom_hidden};
 use crate::config::{Architecture, ModelConfig, ModelShape};

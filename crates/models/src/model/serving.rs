@@ -1,7 +1,9 @@
 //! Serving: one request = one user and many candidates (e.g. 1,000).
 //!
 //! [`CloseupModel::encode_user`] does the user-side work once per request; then
-//! [`CloseupModel::score_encoded`] scores any number of candidates against it.
+//! [`CloseupModel::score_encoded`] scores any number of candidates against it. A [`Server`]
+//! ([`CloseupModel::server`]) does the same for many requests with the MMoE head's split weights
+//! prepared once (see `mmoe_split.rs`).
 //!
 //! What each option costs per request of `C` candidates, history length `L`, width `d`:
 //! - **Late fusion (default)**: the transformer runs **once** (`O(layers · (L²d + L·d·ffn))`);
@@ -19,12 +21,13 @@
 use super::{CloseupModel, Head};
 use crate::encoder::HistoryView;
 use crate::encoder::readout::target_attention_shared;
-use crate::mmoe::SplitInput;
+use crate::mmoe::SplitHead;
 use crate::{ModelBatch, RankingModel};
 use closeup_autograd::{Tape, Tensor, Var};
 use closeup_layers::ForwardCtx;
 use ndarray::{Array1, Array2, ArrayView2, Axis, IxDyn};
 use rand::SeedableRng;
+use std::sync::OnceLock;
 
 /// Candidates scored per encoder pass with early fusion.
 const EARLY_FUSION_CHUNK: usize = 256;
@@ -165,11 +168,26 @@ impl CloseupModel {
     ///
     /// # Panics
     /// If candidates are missing / of the wrong count, or `features` has the wrong width.
+    ///
+    /// Prepares the head's split weights for this one call; to serve many requests, prepare
+    /// them once with [`CloseupModel::server`].
     pub fn score_encoded(
         &self,
         user: &EncodedUser,
         candidates: Option<&[u64]>,
         features: ArrayView2<'_, f32>,
+    ) -> Array2<f32> {
+        self.score_prepared(user, candidates, features, &OnceLock::new())
+    }
+
+    /// [`CloseupModel::score_encoded`] with the split head taken from (or first built into)
+    /// `prepared`, which must belong to this model (it borrows it).
+    fn score_prepared<'m>(
+        &'m self,
+        user: &EncodedUser,
+        candidates: Option<&[u64]>,
+        features: ArrayView2<'_, f32>,
+        prepared: &OnceLock<SplitHead<'m>>,
     ) -> Array2<f32> {
         let c = features.nrows();
         let candidates = if self.shape.has_candidate {
@@ -265,14 +283,16 @@ impl CloseupModel {
             } else {
                 Var::concat(&per_cand, 1)
             };
-            let split = SplitInput {
-                user_cols: &user_cols,
-                user: &user_vals,
-                cand_cols: &cand_cols,
-            };
-            return mmoe.forward_split(
+            // The column layout is fixed by the configuration (read-out widths), so one
+            // prepared head serves every request; checked, not assumed.
+            let head = prepared.get_or_init(|| mmoe.split_head(&user_cols, &cand_cols));
+            assert!(
+                head.user_cols() == user_cols && head.cand_cols() == cand_cols,
+                "score: the prepared head's column layout differs from this request's"
+            );
+            return head.forward(
                 x.value().view().into_dimensionality().expect("[C, w]"),
-                &split,
+                &user_vals,
             );
         }
         let parts: Vec<Var<'_>> = parts
@@ -332,6 +352,73 @@ impl CloseupModel {
     }
 
     /// [`CloseupModel::encode_user`] then [`CloseupModel::score_encoded`]: logits `[C, T]`.
+    ///
+    /// # Panics
+    /// As [`CloseupModel::score_encoded`].
+    pub fn score_request(
+        &self,
+        history: &UserHistory,
+        candidates: Option<&[u64]>,
+        features: ArrayView2<'_, f32>,
+    ) -> Array2<f32> {
+        self.score_encoded(&self.encode_user(history), candidates, features)
+    }
+}
+
+/// A model prepared for serving many requests: [`CloseupModel::server`].
+///
+/// With an MMoE / OMoE head and a shared (user-side) read-out, scoring splits the head's input
+/// columns into the shared and per-candidate ones ([`SplitHead`]); the server selects those
+/// weight columns once, on its first request, and reuses them. It borrows the model, so the
+/// parameters cannot change while it exists (training needs `&mut`): a stale copy of the
+/// weights cannot be used. Build a new one after the parameters change.
+///
+/// Scores equal [`CloseupModel::score_encoded`] bit for bit.
+#[derive(Debug)]
+pub struct Server<'m> {
+    model: &'m CloseupModel,
+    head: OnceLock<SplitHead<'m>>,
+}
+
+impl CloseupModel {
+    /// A [`Server`] for this model (cheap: the split weights are prepared on its first request).
+    pub fn server(&self) -> Server<'_> {
+        Server {
+            model: self,
+            head: OnceLock::new(),
+        }
+    }
+}
+
+impl Server<'_> {
+    /// The model it serves.
+    pub fn model(&self) -> &CloseupModel {
+        self.model
+    }
+
+    /// [`CloseupModel::encode_user`].
+    pub fn encode_user(&self, history: &UserHistory) -> EncodedUser {
+        self.model.encode_user(history)
+    }
+
+    /// [`CloseupModel::score_encoded`] with the prepared weights.
+    ///
+    /// # Shapes
+    /// `candidates: [C]` (required iff the model has candidates), `features: [C, F]` → `[C, T]`.
+    ///
+    /// # Panics
+    /// As [`CloseupModel::score_encoded`].
+    pub fn score_encoded(
+        &self,
+        user: &EncodedUser,
+        candidates: Option<&[u64]>,
+        features: ArrayView2<'_, f32>,
+    ) -> Array2<f32> {
+        self.model
+            .score_prepared(user, candidates, features, &self.head)
+    }
+
+    /// [`Server::encode_user`] then [`Server::score_encoded`]: logits `[C, T]`.
     ///
     /// # Panics
     /// As [`CloseupModel::score_encoded`].

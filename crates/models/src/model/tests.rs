@@ -346,6 +346,8 @@ fn serving_equals_the_batch_forward() {
     for (s, arch) in shapes.iter().flat_map(|s| archs.map(|a| (s.clone(), a))) {
         for fusion in [false, true] {
             let m = CloseupModel::new(&tiny(arch, fusion), &s, 6).unwrap();
+            // One server for every request of this model (its split head prepared once).
+            let server = m.server();
             for history in [
                 UserHistory::new(vec![3, 4, 5, 6, 7, 8, 9, 10], vec![2, 3, 4, 2, 1, 2, 3, 4]),
                 UserHistory::default(),
@@ -355,6 +357,10 @@ fn serving_equals_the_batch_forward() {
                 let features: Array2<f32> = randn(&[c, 3], 8).into_dimensionality().unwrap();
                 let cand_arg = s.has_candidate.then_some(cands.as_slice());
                 let scores = m.score_request(&history, cand_arg, features.view());
+                assert_eq!(
+                    server.score_request(&history, cand_arg, features.view()),
+                    scores
+                );
                 // The same request as a padded batch (L = 9 > history, seq_len 6 truncates).
                 let l = 9;
                 let mut batch = ModelBatch {
