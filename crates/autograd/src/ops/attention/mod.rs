@@ -23,7 +23,7 @@
 //! the thread count, so results are bit-identical across thread counts.
 
 use super::dropout::Mask;
-use crate::kernels::fastmath::{self, dispatch};
+use crate::kernels::fastmath::dispatch;
 use crate::kernels::small::{self, LANES, padded};
 use crate::kernels::zeros;
 use crate::tape::{BackwardOp, GradSink};
@@ -102,136 +102,8 @@ impl Scratch {
     }
 }
 
-/// `dst[i] = src[i] · scale` for two equally long slices, in whole [`LANES`]-wide chunks
-/// when the length allows (a plain loop this short runs entirely in the loop vectorizer's
-/// scalar remainder).
-#[inline(always)]
-fn copy_scaled(dst: &mut [f32], src: &[f32], scale: f32) {
-    if dst.len() % LANES == 0 {
-        for (o, x) in dst.chunks_exact_mut(LANES).zip(src.chunks_exact(LANES)) {
-            for (o, &x) in o.iter_mut().zip(x) {
-                *o = x * scale;
-            }
-        }
-    } else {
-        for (o, &x) in dst.iter_mut().zip(src) {
-            *o = x * scale;
-        }
-    }
-}
-
-/// Copies head `h`'s columns of a `[L, D]` sequence into `dst` `[L, d_h']`, times `scale`.
-#[inline(always)]
-fn gather(src: &[f32], d: &Dims, h: usize, scale: f32, dst: &mut [f32]) {
-    for (row, out) in src.chunks_exact(d.dim).zip(dst.chunks_exact_mut(d.dhp)) {
-        copy_scaled(&mut out[..d.dh], &row[h * d.dh..(h + 1) * d.dh], scale);
-    }
-}
-
-/// Head `h`'s columns of a `[L, D]` sequence, transposed into `dst` `[d_h, L']`.
-#[inline(always)]
-fn gather_t(src: &[f32], d: &Dims, h: usize, dst: &mut [f32]) {
-    // Rows of `dst` written contiguously (strided reads hit L1; strided writes were slower).
-    let src = &src[h * d.dh..];
-    for (c, out) in dst.chunks_exact_mut(d.lp).enumerate() {
-        for (j, o) in out[..d.len].iter_mut().enumerate() {
-            *o = src[j * d.dim + c];
-        }
-    }
-}
-
-/// Writes `src` `[L, d_h']` (times `scale`) into head `h`'s columns of a `[L, D]` sequence.
-#[inline(always)]
-fn scatter(src: &[f32], d: &Dims, h: usize, scale: f32, dst: &mut [f32]) {
-    for (row, s) in dst.chunks_exact_mut(d.dim).zip(src.chunks_exact(d.dhp)) {
-        copy_scaled(&mut row[h * d.dh..(h + 1) * d.dh], &s[..d.dh], scale);
-    }
-}
-
-// Loops over one head's padded `[L, L']` matrix come in two kinds, so that everything
-// vectorizes: per-row loops over fixed [`LANES`]-wide chunks (simple arithmetic, which LLVM's
-// straight-line vectorizer handles) and flat loops over the whole matrix for the heavy
-// element functions (`exp`, the dropout hash), which the loop vectorizer handles — in a loop
-// over one 100- or 112-long row it left a third of the elements to its scalar remainder loop.
-
-/// Masked softmax of each padded score row of `p` `[L, L']` in place. `bias[j]` is 0 for a
-/// kept key and `−∞` for a masked one (always so for the padding columns): masked entries get
-/// exactly 0, a row with nothing kept all 0. Maxima and sums use [`LANES`] partial lanes
-/// combined in a fixed order. (An additive `−∞` rather than a `bool` select: float-only lane
-/// loops vectorize; the byte mask made them scalar.)
-#[inline(always)]
-fn softmax_rows(p: &mut [f32], lp: usize, bias: &[f32], row_sums: &mut [f32]) {
-    for row in p.chunks_exact_mut(lp) {
-        let mut mx = [f32::NEG_INFINITY; LANES];
-        for (r, bs) in row.chunks_exact_mut(LANES).zip(bias.chunks_exact(LANES)) {
-            for ((m, v), &bv) in mx.iter_mut().zip(r.iter_mut()).zip(bs) {
-                *v += bv;
-                *m = if *v > *m { *v } else { *m };
-            }
-        }
-        let m = mx
-            .iter()
-            .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
-        // A row with nothing kept is all −∞: shift by 0 so that exp gives 0, not NaN.
-        let m = if m == f32::NEG_INFINITY { 0.0 } else { m };
-        for r in row.chunks_exact_mut(LANES) {
-            for v in r.iter_mut() {
-                *v -= m;
-            }
-        }
-    }
-    for v in p.iter_mut() {
-        *v = fastmath::exp(*v);
-    }
-    for (row, total) in p.chunks_exact_mut(lp).zip(row_sums.iter_mut()) {
-        let mut sums = [0.0_f32; LANES];
-        for r in row.chunks_exact(LANES) {
-            for (s, &v) in sums.iter_mut().zip(r) {
-                *s += v;
-            }
-        }
-        *total = sums.iter().fold(0.0_f32, |s, &v| s + v);
-    }
-    for (row, &total) in p.chunks_exact_mut(lp).zip(row_sums.iter()) {
-        let inv = if total > 0.0 { 1.0 / total } else { 0.0 };
-        for r in row.chunks_exact_mut(LANES) {
-            for v in r.iter_mut() {
-                *v *= inv;
-            }
-        }
-    }
-}
-
-/// `Σ_j a[j] · b[j]` over slices whose length is a multiple of [`LANES`], in [`LANES`]
-/// partial sums combined in a fixed order.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut sums = [0.0_f32; LANES];
-    for (a, b) in a.chunks_exact(LANES).zip(b.chunks_exact(LANES)) {
-        for ((s, &x), &y) in sums.iter_mut().zip(a).zip(b) {
-            *s = x.mul_add(y, *s);
-        }
-    }
-    sums.iter().fold(0.0, |s, &v| s + v)
-}
-
-/// `w[f] = x[f] · mask.factor(base + index[f])` over a padded `[L, L']` matrix, where
-/// `index[f]` is element `f`'s row-major index in the unpadded `[L, L]` matrix (padding
-/// columns hold 0 in `x`, so whatever the mask says there the product is 0).
-#[inline(always)]
-fn apply_dropout(w: &mut [f32], x: &[f32], index: &[u64], mask: &Mask, base: u64) {
-    for ((w, &x), &i) in w.iter_mut().zip(x).zip(index) {
-        *w = x * mask.factor(base + i);
-    }
-}
-
-/// `index[i·L' + j] = i·L + j`: the unpadded index of each padded position (see
-/// [`apply_dropout`]).
-fn unpadded_index(d: &Dims) -> Vec<u64> {
-    (0..d.len * d.lp)
-        .map(|f| ((f / d.lp) * d.len + f % d.lp) as u64)
-        .collect()
-}
+mod rows;
+use rows::{apply_dropout, dot, gather, gather_t, scatter, softmax_rows, unpadded_index};
 
 /// The forward of sequence `b`: writes `out` `[L, D]`; appends the softmax probabilities
 /// `[H, L, L']` to `probs` when they are kept for the backward.
@@ -428,6 +300,41 @@ impl BackwardOp for AttentionBackward {
     }
 }
 
+/// The argument checks of [`Var::multi_head_attention`] (and its composed reference):
+/// `(batch, len, dim)`.
+fn check_args(
+    q: Var<'_>,
+    k: Var<'_>,
+    v: Var<'_>,
+    heads: usize,
+    key_mask: Option<&ArrayD<bool>>,
+    dropout_p: f32,
+) -> (usize, usize, usize) {
+    let (qs, ks, vs) = (q.shape(), k.shape(), v.shape());
+    assert!(
+        qs.len() == 3 && qs == ks && qs == vs,
+        "multi_head_attention: query, key and value shapes {qs:?}, {ks:?}, {vs:?} are not the same [batch, len, dim]"
+    );
+    let (batch, len, dim) = (qs[0], qs[1], qs[2]);
+    assert!(
+        heads > 0 && dim % heads == 0,
+        "multi_head_attention: dim {dim} is not divisible by {heads} heads"
+    );
+    assert!(
+        (0.0..1.0).contains(&dropout_p),
+        "multi_head_attention: dropout p must be in [0, 1), got {dropout_p}"
+    );
+    if let Some(m) = key_mask {
+        assert_eq!(
+            m.shape(),
+            &[batch, len],
+            "multi_head_attention: key mask shape {:?} does not match the sequence [batch {batch}, len {len}]",
+            m.shape()
+        );
+    }
+    (batch, len, dim)
+}
+
 impl<'t> Var<'t> {
     /// Multi-head scaled dot-product attention over queries `self`, keys `k` and values `v`,
     /// fused (see the module docs): per head `h` (columns `h·d_h .. (h+1)·d_h`, `d_h = D/H`),
@@ -455,28 +362,7 @@ impl<'t> Var<'t> {
         dropout_p: f32,
         rng: &mut R,
     ) -> Var<'t> {
-        let (qs, ks, vs) = (self.shape(), k.shape(), v.shape());
-        assert!(
-            qs.len() == 3 && qs == ks && qs == vs,
-            "multi_head_attention: query, key and value shapes {qs:?}, {ks:?}, {vs:?} are not the same [batch, len, dim]"
-        );
-        let (batch, len, dim) = (qs[0], qs[1], qs[2]);
-        assert!(
-            heads > 0 && dim % heads == 0,
-            "multi_head_attention: dim {dim} is not divisible by {heads} heads"
-        );
-        assert!(
-            (0.0..1.0).contains(&dropout_p),
-            "multi_head_attention: dropout p must be in [0, 1), got {dropout_p}"
-        );
-        if let Some(m) = key_mask {
-            assert_eq!(
-                m.shape(),
-                &[batch, len],
-                "multi_head_attention: key mask shape {:?} does not match the sequence [batch {batch}, len {len}]",
-                m.shape()
-            );
-        }
+        let (batch, len, dim) = check_args(self, k, v, heads, key_mask, dropout_p);
         let dh = dim / heads;
         let d = Dims {
             batch,
@@ -552,78 +438,7 @@ impl<'t> Var<'t> {
     }
 }
 
-impl<'t> Var<'t> {
-    /// The composed (unfused) path of [`Var::multi_head_attention`], op by op: head split
-    /// (reshape + permute), queries scaled by `1/√d_h`, batched `Q·Kᵀ`, masked softmax with the
-    /// mask repeated per head, [`Var::dropout`], batched `·V`, head merge. Same arguments, same
-    /// RNG draws and the same result up to float rounding; slower and with several
-    /// `[B·H, L, L]` intermediates on the tape. It is the reference the fused op is tested and
-    /// benchmarked against.
-    ///
-    /// # Shapes
-    /// As [`Var::multi_head_attention`].
-    ///
-    /// # Panics
-    /// As [`Var::multi_head_attention`].
-    pub fn multi_head_attention_composed<R: rand::Rng + ?Sized>(
-        self,
-        k: Var<'t>,
-        v: Var<'t>,
-        heads: usize,
-        key_mask: Option<&ArrayD<bool>>,
-        dropout_p: f32,
-        rng: &mut R,
-    ) -> Var<'t> {
-        let s = self.shape();
-        assert!(
-            s.len() == 3 && s == k.shape() && s == v.shape(),
-            "multi_head_attention: query, key and value shapes {s:?}, {:?}, {:?} are not the same [batch, len, dim]",
-            k.shape(),
-            v.shape()
-        );
-        let (b, l, d) = (s[0], s[1], s[2]);
-        assert!(
-            heads > 0 && d % heads == 0,
-            "multi_head_attention: dim {d} is not divisible by {heads} heads"
-        );
-        let dh = d / heads;
-        let split = |x: Var<'t>| {
-            x.reshape(&[b, l, heads, dh])
-                .permute(&[0, 2, 1, 3])
-                .reshape(&[b * heads, l, dh])
-        };
-        let scores = split(self)
-            .mul_scalar(1.0 / (dh as f32).sqrt())
-            .matmul_t(split(k));
-        let w = match key_mask {
-            Some(m) => {
-                assert_eq!(
-                    m.shape(),
-                    &[b, l],
-                    "multi_head_attention: key mask shape {:?} does not match the sequence [batch {b}, len {l}]",
-                    m.shape()
-                );
-                let per_head = m
-                    .as_standard_layout()
-                    .into_shape_with_order(IxDyn(&[b, 1, l]))
-                    .expect("same number of elements")
-                    .broadcast(IxDyn(&[b, heads, l]))
-                    .expect("[B, 1, L] → [B, H, L]")
-                    .as_standard_layout()
-                    .into_owned()
-                    .into_shape_with_order(IxDyn(&[b * heads, 1, l]))
-                    .expect("same number of elements");
-                scores.masked_softmax(&per_head)
-            }
-            None => scores.softmax(2),
-        };
-        w.dropout(dropout_p, rng)
-            .matmul(split(v))
-            .reshape(&[b, heads, l, dh])
-            .permute(&[0, 2, 1, 3])
-            .reshape(&[b, l, d])
-    }
-}
+mod composed;
 
 #[cfg(test)]
 mod tests;

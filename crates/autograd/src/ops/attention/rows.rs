@@ -1,0 +1,138 @@
+//! The per-head row and matrix loops of the fused attention: gathering a head's columns,
+//! the masked softmax, dropout and the small reductions, written so that they vectorize.
+
+use super::Dims;
+use crate::kernels::fastmath;
+use crate::kernels::small::LANES;
+use crate::ops::dropout::Mask;
+
+/// `dst[i] = src[i] · scale` for two equally long slices, in whole [`LANES`]-wide chunks
+/// when the length allows (a plain loop this short runs entirely in the loop vectorizer's
+/// scalar remainder).
+#[inline(always)]
+pub(super) fn copy_scaled(dst: &mut [f32], src: &[f32], scale: f32) {
+    if dst.len() % LANES == 0 {
+        for (o, x) in dst.chunks_exact_mut(LANES).zip(src.chunks_exact(LANES)) {
+            for (o, &x) in o.iter_mut().zip(x) {
+                *o = x * scale;
+            }
+        }
+    } else {
+        for (o, &x) in dst.iter_mut().zip(src) {
+            *o = x * scale;
+        }
+    }
+}
+
+/// Copies head `h`'s columns of a `[L, D]` sequence into `dst` `[L, d_h']`, times `scale`.
+#[inline(always)]
+pub(super) fn gather(src: &[f32], d: &Dims, h: usize, scale: f32, dst: &mut [f32]) {
+    for (row, out) in src.chunks_exact(d.dim).zip(dst.chunks_exact_mut(d.dhp)) {
+        copy_scaled(&mut out[..d.dh], &row[h * d.dh..(h + 1) * d.dh], scale);
+    }
+}
+
+/// Head `h`'s columns of a `[L, D]` sequence, transposed into `dst` `[d_h, L']`.
+#[inline(always)]
+pub(super) fn gather_t(src: &[f32], d: &Dims, h: usize, dst: &mut [f32]) {
+    // Rows of `dst` written contiguously (strided reads hit L1; strided writes were slower).
+    let src = &src[h * d.dh..];
+    for (c, out) in dst.chunks_exact_mut(d.lp).enumerate() {
+        for (j, o) in out[..d.len].iter_mut().enumerate() {
+            *o = src[j * d.dim + c];
+        }
+    }
+}
+
+/// Writes `src` `[L, d_h']` (times `scale`) into head `h`'s columns of a `[L, D]` sequence.
+#[inline(always)]
+pub(super) fn scatter(src: &[f32], d: &Dims, h: usize, scale: f32, dst: &mut [f32]) {
+    for (row, s) in dst.chunks_exact_mut(d.dim).zip(src.chunks_exact(d.dhp)) {
+        copy_scaled(&mut row[h * d.dh..(h + 1) * d.dh], &s[..d.dh], scale);
+    }
+}
+
+// Loops over one head's padded `[L, L']` matrix come in two kinds, so that everything
+// vectorizes: per-row loops over fixed [`LANES`]-wide chunks (simple arithmetic, which LLVM's
+// straight-line vectorizer handles) and flat loops over the whole matrix for the heavy
+// element functions (`exp`, the dropout hash), which the loop vectorizer handles — in a loop
+// over one 100- or 112-long row it left a third of the elements to its scalar remainder loop.
+
+/// Masked softmax of each padded score row of `p` `[L, L']` in place. `bias[j]` is 0 for a
+/// kept key and `−∞` for a masked one (always so for the padding columns): masked entries get
+/// exactly 0, a row with nothing kept all 0. Maxima and sums use [`LANES`] partial lanes
+/// combined in a fixed order. (An additive `−∞` rather than a `bool` select: float-only lane
+/// loops vectorize; the byte mask made them scalar.)
+#[inline(always)]
+pub(super) fn softmax_rows(p: &mut [f32], lp: usize, bias: &[f32], row_sums: &mut [f32]) {
+    for row in p.chunks_exact_mut(lp) {
+        let mut mx = [f32::NEG_INFINITY; LANES];
+        for (r, bs) in row.chunks_exact_mut(LANES).zip(bias.chunks_exact(LANES)) {
+            for ((m, v), &bv) in mx.iter_mut().zip(r.iter_mut()).zip(bs) {
+                *v += bv;
+                *m = if *v > *m { *v } else { *m };
+            }
+        }
+        let m = mx
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+        // A row with nothing kept is all −∞: shift by 0 so that exp gives 0, not NaN.
+        let m = if m == f32::NEG_INFINITY { 0.0 } else { m };
+        for r in row.chunks_exact_mut(LANES) {
+            for v in r.iter_mut() {
+                *v -= m;
+            }
+        }
+    }
+    for v in p.iter_mut() {
+        *v = fastmath::exp(*v);
+    }
+    for (row, total) in p.chunks_exact_mut(lp).zip(row_sums.iter_mut()) {
+        let mut sums = [0.0_f32; LANES];
+        for r in row.chunks_exact(LANES) {
+            for (s, &v) in sums.iter_mut().zip(r) {
+                *s += v;
+            }
+        }
+        *total = sums.iter().fold(0.0_f32, |s, &v| s + v);
+    }
+    for (row, &total) in p.chunks_exact_mut(lp).zip(row_sums.iter()) {
+        let inv = if total > 0.0 { 1.0 / total } else { 0.0 };
+        for r in row.chunks_exact_mut(LANES) {
+            for v in r.iter_mut() {
+                *v *= inv;
+            }
+        }
+    }
+}
+
+/// `Σ_j a[j] · b[j]` over slices whose length is a multiple of [`LANES`], in [`LANES`]
+/// partial sums combined in a fixed order.
+#[inline(always)]
+pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut sums = [0.0_f32; LANES];
+    for (a, b) in a.chunks_exact(LANES).zip(b.chunks_exact(LANES)) {
+        for ((s, &x), &y) in sums.iter_mut().zip(a).zip(b) {
+            *s = x.mul_add(y, *s);
+        }
+    }
+    sums.iter().fold(0.0, |s, &v| s + v)
+}
+
+/// `w[f] = x[f] · mask.factor(base + index[f])` over a padded `[L, L']` matrix, where
+/// `index[f]` is element `f`'s row-major index in the unpadded `[L, L]` matrix (padding
+/// columns hold 0 in `x`, so whatever the mask says there the product is 0).
+#[inline(always)]
+pub(super) fn apply_dropout(w: &mut [f32], x: &[f32], index: &[u64], mask: &Mask, base: u64) {
+    for ((w, &x), &i) in w.iter_mut().zip(x).zip(index) {
+        *w = x * mask.factor(base + i);
+    }
+}
+
+/// `index[i·L' + j] = i·L + j`: the unpadded index of each padded position (see
+/// [`apply_dropout`]).
+pub(super) fn unpadded_index(d: &Dims) -> Vec<u64> {
+    (0..d.len * d.lp)
+        .map(|f| ((f / d.lp) * d.len + f % d.lp) as u64)
+        .collect()
+}
