@@ -264,12 +264,9 @@ impl BackwardOp for AttentionBackward {
             slice(&self.values[1]),
             slice(&self.values[2]),
         );
-        let mut grads = [
-            vec![0.0_f32; d.batch * n],
-            vec![0.0; d.batch * n],
-            vec![0.0; d.batch * n],
-        ];
-        {
+        let mut grads = [zeros(d.batch * n), zeros(d.batch * n), zeros(d.batch * n)];
+        // (`n == 0`: an empty sequence has nothing to compute, and `chunks` needs a width.)
+        if n > 0 {
             let [dq, dk, dv] = &mut grads;
             let items: Vec<_> = dq
                 .chunks_exact_mut(n)
@@ -378,7 +375,7 @@ impl<'t> Var<'t> {
         // score rows' stride.
         let mut bias = vec![f32::NEG_INFINITY; batch * d.lp];
         let mask_rows = key_mask.map(|m| m.as_standard_layout());
-        for (b, row) in bias.chunks_exact_mut(d.lp).enumerate() {
+        for (b, row) in bias.chunks_exact_mut(d.lp.max(1)).enumerate() {
             let keep = mask_rows
                 .as_ref()
                 .map(|m| &m.as_slice().expect("standard layout")[b * len..(b + 1) * len]);
@@ -402,7 +399,6 @@ impl<'t> Var<'t> {
         let n = len * dim;
         let pn = d.probs_per_item();
         let mut out = zeros(batch * n);
-        // Saved probabilities when a gradient is needed; otherwise each sequence uses scratch.
         // Saved probabilities when a gradient is needed: one buffer per sequence, reserved
         // here and written once by its task.
         let mut probs: Vec<Vec<f32>> = if needs_grad {
@@ -410,7 +406,7 @@ impl<'t> Var<'t> {
         } else {
             Vec::new()
         };
-        {
+        if n > 0 {
             let (q, kv, vv) = (slice(&values[0]), slice(&values[1]), slice(&values[2]));
             let probs_items: Vec<Option<&mut Vec<f32>>> = if needs_grad {
                 probs.iter_mut().map(Some).collect()

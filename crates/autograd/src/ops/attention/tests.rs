@@ -167,3 +167,20 @@ fn mismatched_mask_panics() {
     let m = mask(&[1, 2], 4);
     q.multi_head_attention(q, q, 2, Some(&m), 0.0, &mut StdRng::seed_from_u64(0));
 }
+
+#[test]
+fn wide_single_head_and_empty_shapes() {
+    // One head of width 64 (several 16-column blocks per product).
+    compare(2, 18, 64, 1, Some(&[18, 3]), 0.2);
+    // Empty batch and empty sequences: empty outputs and gradients, no panic.
+    for (b, l) in [(0, 5), (2, 0)] {
+        let xs = inputs(b, l, 8, 3);
+        let m = mask(&vec![l; b], l);
+        let (y, gs) = value_and_grads(&xs, 1, |_, v| {
+            let mut rng = StdRng::seed_from_u64(0);
+            v[0].multi_head_attention(v[1], v[2], 2, Some(&m), 0.1, &mut rng)
+        });
+        assert_eq!(y.shape(), &[b, l, 8]);
+        assert!(gs.iter().all(|g| g.shape() == [b, l, 8]));
+    }
+}
