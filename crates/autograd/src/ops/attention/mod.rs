@@ -6,11 +6,12 @@
 //! reference model) per layer and direction, and its per-head products are too small for a
 //! general `gemm` call to run well. Here one task handles one sequence: for each head it
 //! gathers the head's `q`, `k`, `v` columns into small zero-padded scratch matrices, computes the
-//! scores, the masked softmax and the dropped-out weights row by row while they are in cache,
-//! and multiplies by `V` with the register-blocked [`small::matmul`]; the output is written
-//! straight into its columns of the `[B, L, D]` result. Only the softmax probabilities are kept
-//! for the backward (one `[B·H, L, L']` buffer, `L'` = `L` rounded up to 16); the dropout mask
-//! is recomputed from its seed, as [`Var::dropout`] does.
+//! scores, the masked softmax and the dropped-out weights for the whole head while they are in
+//! cache, and multiplies by `V` with the register-blocked [`small::matmul`]; the output is
+//! written straight into its columns of the `[B, L, D]` result. Only the softmax probabilities
+//! are kept for the backward (`[H, L, L']` per sequence, `L'` = `L` rounded up to 16); the
+//! dropout mask is recomputed from its seed, as [`Var::dropout`] does. How the loops are
+//! written so that they vectorize is explained in `rows.rs`.
 //!
 //! Semantics are exactly the composed path's (and the tests compare the two, values and
 //! gradients, on the same dropout mask): `softmax_mask((q/√d_h)·kᵀ)` per head, masked keys get
