@@ -80,6 +80,8 @@ struct Scratch {
     res: Vec<f32>,
     /// Per-row sums.
     row_sums: Vec<f32>,
+    /// The dropout factors of one head `[L, L']` (backward).
+    factors: Vec<f32>,
     /// [`unpadded_index`] of the dims.
     index: Vec<u64>,
 }
@@ -98,13 +100,17 @@ impl Scratch {
             ds: vec![0.0; nl],
             res: vec![0.0; nd],
             row_sums: vec![0.0; d.len],
+            factors: vec![0.0; nl],
             index: unpadded_index(d),
         }
     }
 }
 
 mod rows;
-use rows::{apply_dropout, dot, gather, gather_t, scatter, softmax_rows, unpadded_index};
+use rows::{
+    apply_dropout, dot, dropout_factors, gather, gather_t, multiply, multiply_in_place, scatter,
+    softmax_rows, unpadded_index,
+};
 
 /// The forward of sequence `b`: writes `out` `[L, D]`; appends the softmax probabilities
 /// `[H, L, L']` to `probs` when they are kept for the backward.
@@ -172,47 +178,39 @@ fn backward_item(
                 gather(dout, d, h, 1.0, &mut s.dout);
                 let p = &probs[h * l * lp..(h + 1) * l * lp];
                 let base = ((b * d.heads + h) * l * l) as u64;
-                // dV = Wᵀ · dO, W the dropped-out weights.
+                // dV = Wᵀ · dO, W = P ⊙ F the dropped-out weights; the dropout factors F are
+                // hashed once here and reused for dP below.
                 let weights: &[f32] = match dropout {
                     None => p,
                     Some(mask) => {
-                        apply_dropout(&mut s.p, p, &s.index, &mask, base);
-                        &s.p
+                        dropout_factors(&mut s.factors, &s.index, &mask, base);
+                        multiply(&mut s.ds, p, &s.factors);
+                        &s.ds
                     }
                 };
                 small::matmul::<true>(l, dhp, l, weights, lp, &s.dout, dhp, &mut s.res, dhp);
                 scatter(&s.res, d, h, 1.0, dv);
-                // dW = dO · Vᵀ; dP = dW ⊙ mask; dS = P ⊙ (dP − Σ_j dP ⊙ P).
+                // dW = dO · Vᵀ; dP = dW ⊙ F; dS = P ⊙ (dP − Σ_j dP ⊙ P), all in `s.p`.
                 small::matmul::<false>(l, lp, dh, &s.dout, dhp, &s.vt, lp, &mut s.p, lp);
-                let dp: &[f32] = match dropout {
-                    None => &s.p,
-                    Some(mask) => {
-                        apply_dropout(&mut s.ds, &s.p, &s.index, &mask, base);
-                        &s.ds
-                    }
-                };
-                for (r, (pr, dpr)) in p.chunks_exact(lp).zip(dp.chunks_exact(lp)).enumerate() {
-                    s.row_sums[r] = dot(dpr, pr);
+                if dropout.is_some() {
+                    multiply_in_place(&mut s.p, &s.factors);
                 }
-                // `dp` is `s.p` or `s.ds`; write dS into `s.ds` (in place when it is `s.ds`).
-                if dropout.is_none() {
-                    s.ds.copy_from_slice(&s.p);
-                }
-                for ((g, pr), &dt) in
-                    s.ds.chunks_exact_mut(lp)
+                for ((g, pr), dt) in
+                    s.p.chunks_exact_mut(lp)
                         .zip(p.chunks_exact(lp))
-                        .zip(&s.row_sums)
+                        .zip(&mut s.row_sums)
                 {
+                    *dt = dot(g, pr);
                     for (g, pv) in g.chunks_exact_mut(LANES).zip(pr.chunks_exact(LANES)) {
                         for (g, &pv) in g.iter_mut().zip(pv) {
-                            *g = pv * (*g - dt);
+                            *g = pv * (*g - *dt);
                         }
                     }
                 }
                 // dQ = dS · K / √d_h (the queries were scaled), dK = dSᵀ · (Q / √d_h).
-                small::matmul::<false>(l, dhp, l, &s.ds, lp, &s.k, dhp, &mut s.res, dhp);
+                small::matmul::<false>(l, dhp, l, &s.p, lp, &s.k, dhp, &mut s.res, dhp);
                 scatter(&s.res, d, h, d.scale, dq);
-                small::matmul::<true>(l, dhp, l, &s.ds, lp, &s.q, dhp, &mut s.res, dhp);
+                small::matmul::<true>(l, dhp, l, &s.p, lp, &s.q, dhp, &mut s.res, dhp);
                 scatter(&s.res, d, h, 1.0, dk);
             }
         },

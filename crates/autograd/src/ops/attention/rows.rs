@@ -129,6 +129,31 @@ pub(super) fn apply_dropout(w: &mut [f32], x: &[f32], index: &[u64], mask: &Mask
     }
 }
 
+/// `f[k] = mask.factor(base + index[k])` over a padded `[L, L']` matrix (see
+/// [`apply_dropout`]).
+#[inline(always)]
+pub(super) fn dropout_factors(f: &mut [f32], index: &[u64], mask: &Mask, base: u64) {
+    for (f, &i) in f.iter_mut().zip(index) {
+        *f = mask.factor(base + i);
+    }
+}
+
+/// `w = x ⊙ f` element-wise.
+#[inline(always)]
+pub(super) fn multiply(w: &mut [f32], x: &[f32], f: &[f32]) {
+    for ((w, &x), &f) in w.iter_mut().zip(x).zip(f) {
+        *w = x * f;
+    }
+}
+
+/// `w ⊙= f` element-wise.
+#[inline(always)]
+pub(super) fn multiply_in_place(w: &mut [f32], f: &[f32]) {
+    for (w, &f) in w.iter_mut().zip(f) {
+        *w *= f;
+    }
+}
+
 /// `index[i·L' + j] = i·L + j`: the unpadded index of each padded position (see
 /// [`apply_dropout`]).
 pub(super) fn unpadded_index(d: &Dims) -> Vec<u64> {
