@@ -66,16 +66,7 @@ pub(super) fn scatter(src: &[f32], d: &Dims, h: usize, scale: f32, dst: &mut [f3
 #[inline(always)]
 pub(super) fn softmax_rows(p: &mut [f32], lp: usize, bias: &[f32], row_sums: &mut [f32]) {
     for row in p.chunks_exact_mut(lp) {
-        let mut mx = [f32::NEG_INFINITY; LANES];
-        for (r, bs) in row.chunks_exact_mut(LANES).zip(bias.chunks_exact(LANES)) {
-            for ((m, v), &bv) in mx.iter_mut().zip(r.iter_mut()).zip(bs) {
-                *v += bv;
-                *m = if *v > *m { *v } else { *m };
-            }
-        }
-        let m = mx
-            .iter()
-            .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+        let m = pulp::Arch::new().dispatch(BiasMax { row, bias });
         // A row with nothing kept is all −∞: shift by 0 so that exp gives 0, not NaN.
         let m = if m == f32::NEG_INFINITY { 0.0 } else { m };
         for r in row.chunks_exact_mut(LANES) {
@@ -103,6 +94,35 @@ pub(super) fn softmax_rows(p: &mut [f32], lp: usize, bias: &[f32], row_sums: &mu
                 *v *= inv;
             }
         }
+    }
+}
+
+/// `row += bias` in place, returning the row's maximum (NaN ignored): explicit SIMD through
+/// [`pulp::Simd`] (a compare-and-select or `max` over fixed-size lane arrays was left scalar
+/// by LLVM's straight-line vectorizer).
+struct BiasMax<'a> {
+    row: &'a mut [f32],
+    bias: &'a [f32],
+}
+
+impl pulp::WithSimd for BiasMax<'_> {
+    type Output = f32;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) -> f32 {
+        let (rows, row_tail) = S::as_mut_simd_f32s(self.row);
+        let (bias, bias_tail) = S::as_simd_f32s(self.bias);
+        let mut mx = simd.splat_f32s(f32::NEG_INFINITY);
+        for (v, &b) in rows.iter_mut().zip(bias) {
+            *v = simd.add_f32s(*v, b);
+            mx = simd.max_f32s(mx, *v);
+        }
+        let mut m = simd.reduce_max_f32s(mx);
+        for (v, &b) in row_tail.iter_mut().zip(bias_tail) {
+            *v += b;
+            m = m.max(*v);
+        }
+        m
     }
 }
 
