@@ -31,15 +31,15 @@ mod support;
 
 use anyhow::{Context, Result, bail};
 use closeup::autograd::init_thread_pool;
-use closeup::data::metrics::MetricsReport;
 use closeup::data::{EngagementDataset, ReadOptions};
 use closeup::figures::bar_chart;
 use closeup::model_dir::shape_for;
-use closeup::models::{Architecture, CloseupModel, ModelConfig};
-use closeup::train::{PredictOptions, ProgressMode, TrainConfig, Trainer, metrics, predict};
+use closeup::models::{Architecture, ModelConfig};
+use closeup::train::TrainConfig;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
+use support::study::{Point, Run, Split, train_and_test};
 use support::{mean_sd, pm};
 
 struct Args {
@@ -98,12 +98,6 @@ fn model_config(architecture: Architecture) -> ModelConfig {
     m
 }
 
-struct Split {
-    train: EngagementDataset,
-    valid: EngagementDataset,
-    test: EngagementDataset,
-}
-
 /// 80 / 10 / 10 by time.
 fn split(path: &std::path::Path, seq_len: usize) -> Result<Split> {
     let read = ReadOptions {
@@ -123,59 +117,16 @@ fn split(path: &std::path::Path, seq_len: usize) -> Result<Split> {
     Ok(Split { train, valid, test })
 }
 
-struct Run {
-    params: usize,
-    valid: MetricsReport,
-    test: MetricsReport,
-    best_epoch: usize,
-    seconds: f64,
-}
-
 fn run(cfg: &ModelConfig, sequence: bool, seed: u64, epochs: usize, data: &Split) -> Result<Run> {
-    let started = Instant::now();
     let mut shape = shape_for(&data.train.vocab, &data.train.meta);
     shape.has_history = sequence;
-    let mut model = CloseupModel::new(cfg, &shape, seed)?;
     let train = TrainConfig {
         seed,
         epochs,
         patience: 1,
         ..TrainConfig::default()
     };
-    let trainer = Trainer::new(train, cfg.sequence.seq_len)?.with_progress(ProgressMode::Off);
-    let report = trainer.fit(&mut model, &data.train, &data.valid, &mut |_, _| Ok(()))?;
-    let opts = PredictOptions {
-        batch_size: 512,
-        seq_len: cfg.sequence.seq_len,
-    };
-    let preds = predict(&model, &data.test, opts, None);
-    Ok(Run {
-        params: model.num_params(),
-        valid: report.valid,
-        test: metrics(&data.test, &preds.scores, None),
-        best_epoch: report.best_epoch,
-        seconds: started.elapsed().as_secs_f64(),
-    })
-}
-
-struct Point {
-    label: String,
-    runs: Vec<Run>,
-}
-
-impl Point {
-    fn test_task(&self, k: usize) -> (f64, f64) {
-        mean_sd(&self.collect(|r| r.test.tasks[k].1.auc))
-    }
-    fn test_mean(&self) -> (f64, f64) {
-        mean_sd(&self.collect(|r| r.test.mean_auc))
-    }
-    fn valid_mean(&self) -> (f64, f64) {
-        mean_sd(&self.collect(|r| r.valid.mean_auc))
-    }
-    fn collect(&self, f: impl Fn(&Run) -> Option<f64>) -> Vec<f64> {
-        self.runs.iter().map(|r| f(r).unwrap_or(f64::NAN)).collect()
-    }
+    train_and_test(cfg, &shape, train, data)
 }
 
 fn counts(ds: &EngagementDataset) -> String {

@@ -25,14 +25,13 @@ use closeup::data::sim::{EngagementConfig, SimulatedEngagement, simulate_engagem
 use closeup::data::{EngagementDataset, ReadOptions};
 use closeup::figures::{Series, bar_chart, gate_heatmap, line_chart};
 use closeup::model_dir::shape_for;
-use closeup::models::{Architecture, CloseupModel, ModelConfig};
-use closeup::train::{
-    PredictOptions, ProgressMode, TrainConfig, Trainer, label_arrays, metrics, predict,
-};
+use closeup::models::{Architecture, ModelConfig};
+use closeup::train::{TrainConfig, label_arrays};
 use ndarray::Array2;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
+use support::study::{Point, Run, Split, train_and_test};
 use support::{mean_sd, pm};
 
 /// Seed of the simulated world (the same world for every run).
@@ -96,14 +95,7 @@ fn train_config(seed: u64) -> TrainConfig {
     }
 }
 
-/// The three splits of the world, encoded with the training split's vocabulary.
-struct Data {
-    train: EngagementDataset,
-    valid: EngagementDataset,
-    test: EngagementDataset,
-}
-
-fn load(world: &SimulatedEngagement, seq_len: usize) -> Result<Data> {
+fn load(world: &SimulatedEngagement, seq_len: usize) -> Result<Split> {
     let read = ReadOptions {
         max_history: Some(seq_len),
         tasks: None,
@@ -114,7 +106,7 @@ fn load(world: &SimulatedEngagement, seq_len: usize) -> Result<Data> {
     };
     let valid = with_vocab("sim:valid", &world.valid)?;
     let test = with_vocab("sim:test", &world.test)?;
-    Ok(Data { train, valid, test })
+    Ok(Split { train, valid, test })
 }
 
 /// The AUC of the simulator's true probabilities on `ds` (the best any model can do).
@@ -128,58 +120,9 @@ fn ceiling(ds: &EngagementDataset, truth: &[[f64; 4]], world_tasks: &[String]) -
     MetricsReport::from_arrays(tasks, p.view(), labels.view(), mask.view(), None)
 }
 
-/// One trained model's numbers.
-#[derive(Clone)]
-struct Run {
-    params: usize,
-    valid: MetricsReport,
-    test: MetricsReport,
-    gates: Option<Array2<f64>>,
-    best_epoch: usize,
-    seconds: f64,
-}
-
-fn run(cfg: &ModelConfig, seed: u64, data: &Data) -> Result<Run> {
-    let started = Instant::now();
+fn run(cfg: &ModelConfig, seed: u64, data: &Split) -> Result<Run> {
     let shape = shape_for(&data.train.vocab, &data.train.meta);
-    let mut model = CloseupModel::new(cfg, &shape, seed)?;
-    let trainer =
-        Trainer::new(train_config(seed), cfg.sequence.seq_len)?.with_progress(ProgressMode::Off);
-    let report = trainer.fit(&mut model, &data.train, &data.valid, &mut |_, _| Ok(()))?;
-    let opts = PredictOptions {
-        batch_size: 512,
-        seq_len: cfg.sequence.seq_len,
-    };
-    let preds = predict(&model, &data.test, opts, None);
-    Ok(Run {
-        params: model.num_params(),
-        valid: report.valid,
-        test: metrics(&data.test, &preds.scores, None),
-        gates: preds.mean_gates,
-        best_epoch: report.best_epoch,
-        seconds: started.elapsed().as_secs_f64(),
-    })
-}
-
-/// One configuration over every seed.
-struct Point {
-    label: String,
-    runs: Vec<Run>,
-}
-
-impl Point {
-    fn mean_valid(&self) -> (f64, f64) {
-        mean_sd(&self.collect(|r| r.valid.mean_auc))
-    }
-    fn mean_test(&self) -> (f64, f64) {
-        mean_sd(&self.collect(|r| r.test.mean_auc))
-    }
-    fn collect(&self, f: impl Fn(&Run) -> Option<f64>) -> Vec<f64> {
-        self.runs.iter().map(|r| f(r).unwrap_or(f64::NAN)).collect()
-    }
-    fn task_valid(&self, k: usize) -> f64 {
-        mean_sd(&self.collect(|r| r.valid.tasks[k].1.auc)).0
-    }
+    train_and_test(cfg, &shape, train_config(seed), data)
 }
 
 /// A markdown table: one row per point, validation AUC per task (seed mean), mean validation
@@ -196,7 +139,7 @@ fn table(first: &str, points: &[Point], tasks: &[String]) -> String {
     );
     for p in points {
         let cells: Vec<String> = (0..tasks.len())
-            .map(|k| format!("{:.4}", p.task_valid(k)))
+            .map(|k| format!("{:.4}", p.valid_task(k).0))
             .collect();
         let epochs: Vec<String> = p.runs.iter().map(|r| r.best_epoch.to_string()).collect();
         let secs = mean_sd(&p.collect(|r| Some(r.seconds))).0;
@@ -206,8 +149,8 @@ fn table(first: &str, points: &[Point], tasks: &[String]) -> String {
             p.label,
             p.runs[0].params,
             cells.join(" | "),
-            pm(p.mean_valid()),
-            pm(p.mean_test()),
+            pm(p.valid_mean()),
+            pm(p.test_mean()),
             epochs.join(",")
         );
     }
@@ -218,7 +161,7 @@ fn sweep(
     name: &str,
     configs: Vec<(String, ModelConfig)>,
     seeds: &[u64],
-    data: &Data,
+    data: &Split,
 ) -> Result<Vec<Point>> {
     let mut points = Vec::new();
     for (label, cfg) in configs {
@@ -424,8 +367,8 @@ fn main() -> Result<()> {
             "log2(number of experts)",
             "mean AUC",
             &[
-                series(&|p| p.mean_valid(), "validation"),
-                series(&|p| p.mean_test(), "test"),
+                series(&|p| p.valid_mean(), "validation"),
+                series(&|p| p.test_mean(), "test"),
             ],
             &[("Bayes ceiling (valid)", ceil_mean)],
         ),
@@ -434,11 +377,11 @@ fn main() -> Result<()> {
         vec![
             (
                 "validation".to_string(),
-                points.iter().map(|p| p.mean_valid().0).collect::<Vec<_>>(),
+                points.iter().map(|p| p.valid_mean().0).collect::<Vec<_>>(),
             ),
             (
                 "test".to_string(),
-                points.iter().map(|p| p.mean_test().0).collect::<Vec<_>>(),
+                points.iter().map(|p| p.test_mean().0).collect::<Vec<_>>(),
             ),
         ]
     };

@@ -1,9 +1,12 @@
-//! Helpers shared by the repository's examples (`mod support;` in each): command-line flags and
-//! the mean ± sd summaries of the experiment tables. Each example uses a subset.
+//! Helpers shared by the repository's examples (`mod support;` in each): command-line flags, the
+//! mean ± sd summaries of the experiment tables, and ([`study`]) training and scoring one model
+//! configuration over several seeds. Each example uses a subset.
 #![allow(dead_code)]
 
 use anyhow::{Context, Result};
 use std::str::FromStr;
+
+pub mod study;
 
 /// The value after `--name` in `args`, parsed, or `default` when the flag is absent.
 pub fn flag<T: FromStr>(args: &[String], name: &str, default: T) -> Result<T> {
