@@ -170,5 +170,36 @@ fn multi_head_attention(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, matmul, attention, fused, multi_head_attention);
+/// The vectorized transcendentals over 1 M elements (throughput in elements): `exp` is what
+/// every softmax runs, GELU what the transformer's FFN runs.
+fn transcendentals(c: &mut Criterion) {
+    use closeup_autograd::kernels::fastmath::{exp_slice, gelu_slice};
+    let mut g = c.benchmark_group("fastmath");
+    let n = 1 << 20;
+    let x: Vec<f32> = (0..n).map(|i| (i % 2000) as f32 * 0.01 - 10.0).collect();
+    let mut y = vec![0.0_f32; n];
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("exp_slice 1M", |bench| {
+        bench.iter(|| {
+            exp_slice(black_box(&x), &mut y);
+            black_box(y[0])
+        })
+    });
+    g.bench_function("gelu_slice 1M", |bench| {
+        bench.iter(|| {
+            gelu_slice(black_box(&x), &mut y);
+            black_box(y[0])
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    matmul,
+    attention,
+    fused,
+    multi_head_attention,
+    transcendentals
+);
 criterion_main!(benches);
