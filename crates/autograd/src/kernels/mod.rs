@@ -178,3 +178,27 @@ pub fn map2_simd(
     }
     Tensor::from_shape_vec(a.raw_dim(), out).expect("same element count")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{copy, zeros};
+
+    #[test]
+    fn parallel_zeros_and_copy_equal_the_serial_ones_on_any_thread_count() {
+        let n = 3 * super::PAR_MIN_LEN + 7; // above the parallel threshold, odd length
+        let x: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 3.0).collect();
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let (z, c) = pool.install(|| (zeros(n), copy(&x)));
+            assert_eq!(z, vec![0.0; n], "{threads} threads");
+            assert_eq!(c, x, "{threads} threads");
+        }
+        assert_eq!(
+            (zeros(3), copy(&[1.0, 2.0])),
+            (vec![0.0; 3], vec![1.0, 2.0])
+        );
+    }
+}
