@@ -150,13 +150,19 @@ impl Grad {
         self
     }
 
-    /// Sum of squares of the stored entries (f64 accumulation, fixed order).
+    /// Sum of squares of the stored entries, in f64.
+    ///
+    /// The entries are summed in fixed blocks of [`SQUARES_BLOCK`] (each in [`SQUARES_LANES`]
+    /// partial sums), blocks on the rayon pool when there are many, and the block sums are
+    /// added in order: the result depends on the entries only, never on the thread count.
     pub fn sum_squares(&self) -> f64 {
-        let it: Box<dyn Iterator<Item = &f32>> = match self {
-            Grad::Dense(t) => Box::new(t.iter()),
-            Grad::Rows(rg) => Box::new(rg.values.iter()),
-        };
-        it.map(|&x| f64::from(x) * f64::from(x)).sum()
+        match self {
+            Grad::Dense(t) => match t.as_slice_memory_order() {
+                Some(s) => sum_squares_slice(s),
+                None => sum_squares_slice(&t.iter().copied().collect::<Vec<_>>()),
+            },
+            Grad::Rows(rg) => sum_squares_slice(&rg.values),
+        }
     }
 
     /// Multiplies every stored entry by `s`.
@@ -165,6 +171,37 @@ impl Grad {
             Grad::Dense(t) => t.mapv_inplace(|x| x * s),
             Grad::Rows(rg) => rg.values.iter_mut().for_each(|x| *x *= s),
         }
+    }
+}
+
+/// Entries per block of [`Grad::sum_squares`].
+const SQUARES_BLOCK: usize = 1 << 14;
+/// Partial sums per block of [`Grad::sum_squares`] (one AVX-512 register of f64).
+const SQUARES_LANES: usize = 8;
+
+/// `Σ x²` in f64 over fixed blocks (see [`Grad::sum_squares`]).
+fn sum_squares_slice(x: &[f32]) -> f64 {
+    use rayon::prelude::*;
+    let block = |b: &[f32]| -> f64 {
+        let mut lanes = [0.0_f64; SQUARES_LANES];
+        let mut chunks = b.chunks_exact(SQUARES_LANES);
+        for c in &mut chunks {
+            for (s, &v) in lanes.iter_mut().zip(c) {
+                *s += f64::from(v) * f64::from(v);
+            }
+        }
+        let tail: f64 = chunks
+            .remainder()
+            .iter()
+            .map(|&v| f64::from(v) * f64::from(v))
+            .sum();
+        lanes.iter().sum::<f64>() + tail
+    };
+    if crate::kernels::use_parallel(x.len()) {
+        let sums: Vec<f64> = x.par_chunks(SQUARES_BLOCK).map(block).collect();
+        sums.iter().sum()
+    } else {
+        x.chunks(SQUARES_BLOCK).map(block).sum()
     }
 }
 
@@ -251,5 +288,80 @@ impl Gradients {
     /// Whether every stored gradient entry is finite.
     pub fn all_finite(&self) -> bool {
         self.params.values().all(|g| g.sum_squares().is_finite())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-3)
+            .collect()
+    }
+
+    #[test]
+    fn sum_squares_matches_the_plain_sum_on_both_sides_of_the_block_size() {
+        for n in [
+            0,
+            1,
+            7,
+            8,
+            9,
+            SQUARES_BLOCK - 1,
+            SQUARES_BLOCK + 3,
+            5 * SQUARES_BLOCK + 11,
+        ] {
+            let v = values(n);
+            let want: f64 = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+            let dense =
+                Grad::Dense(Tensor::from_shape_vec(ndarray::IxDyn(&[n]), v.clone()).unwrap());
+            let got = dense.sum_squares();
+            assert!(
+                (got - want).abs() <= 1e-9 * want.max(1.0),
+                "n {n}: {got} vs {want}"
+            );
+            let rows = Grad::Rows(RowGrad {
+                num_rows: n,
+                dim: 1,
+                indices: (0..n).collect(),
+                values: v,
+            });
+            assert_eq!(
+                rows.sum_squares(),
+                got,
+                "n {n}: row-sparse and dense differ"
+            );
+        }
+    }
+
+    #[test]
+    fn sum_squares_is_identical_across_thread_counts() {
+        let v = values(9 * SQUARES_BLOCK + 5);
+        let g = Grad::Dense(Tensor::from_shape_vec(ndarray::IxDyn(&[v.len()]), v).unwrap());
+        let on = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| g.sum_squares())
+        };
+        let one = on(1);
+        assert_eq!(one.to_bits(), on(2).to_bits());
+        assert_eq!(one.to_bits(), on(3).to_bits());
+    }
+
+    #[test]
+    fn sum_squares_of_non_contiguous_gradients() {
+        let t = Tensor::from_shape_vec(ndarray::IxDyn(&[3, 10]), values(30)).unwrap();
+        let want = Grad::Dense(t.clone()).sum_squares();
+        let reversed = Grad::Dense(t.clone().reversed_axes()).sum_squares();
+        assert!((reversed - want).abs() <= 1e-12 * want);
+        let mut strided = t.clone();
+        strided.slice_collapse(ndarray::s![.., ..;2]);
+        let plain = Grad::Dense(strided.as_standard_layout().into_owned()).sum_squares();
+        assert!(plain < want);
+        assert_eq!(Grad::Dense(strided).sum_squares(), plain);
     }
 }

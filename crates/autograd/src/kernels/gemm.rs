@@ -159,10 +159,7 @@ pub fn affine_with(
     let b: Cow<'_, [f32]> = b
         .as_slice()
         .map_or_else(|| Cow::Owned(b.to_vec()), Cow::Borrowed);
-    let mut y = Vec::with_capacity(rows * out);
-    for _ in 0..rows {
-        y.extend_from_slice(&b);
-    }
+    let y = super::repeat_rows(&b, rows);
     let mut y = Array2::from_shape_vec((rows, out), y).expect("rows · out elements");
     sgemm(y.view_mut(), x, w.t(), true, threading);
     y
@@ -181,16 +178,16 @@ fn check_bias(b: ArrayView1<'_, f32>, w: ArrayView2<'_, f32>) {
 /// A new array whose every element `fill` writes — the output of a product with
 /// `accumulate = false`.
 ///
-/// The buffer comes from `vec![0.0; n]`, i.e. the allocator's zeroed allocation (`calloc`): for
-/// the large products it is fresh pages the kernel has already zeroed, so there is no separate
-/// zeroing pass over them, and no uninitialized memory is ever viewed as `f32` (an earlier
-/// version handed the product a `&mut [f32]` over `Vec::spare_capacity_mut`, which Rust's rules
-/// make undefined behaviour even though the product never reads it).
+/// The buffer comes from [`super::zeros`]: zeroed by the rayon pool when it is large (the
+/// allocator reuses freed memory — see [`super::alloc`] — so a `calloc` would be a serial
+/// `memset` that leaves the other threads idle), and no uninitialized memory is ever viewed as
+/// `f32` (an earlier version handed the product a `&mut [f32]` over `Vec::spare_capacity_mut`,
+/// which Rust's rules make undefined behaviour even though the product never reads it).
 fn write_once<D: ndarray::Dimension>(
     shape: D,
     fill: impl FnOnce(&mut [f32]),
 ) -> ndarray::Array<f32, D> {
-    let mut v = vec![0.0f32; shape.size()];
+    let mut v = super::zeros(shape.size());
     fill(&mut v);
     ndarray::Array::from_shape_vec(shape, v).expect("n elements")
 }

@@ -47,6 +47,72 @@ pub fn copy(x: &[f32]) -> Vec<f32> {
     }
 }
 
+/// `row` repeated `rows` times, one after the other (`[rows, row.len()]` in row-major order),
+/// written by the rayon pool when it is large (see [`zeros`]): e.g. a bias broadcast over the
+/// rows of an output that a product then accumulates onto.
+pub fn repeat_rows(row: &[f32], rows: usize) -> Vec<f32> {
+    let n = rows * row.len();
+    let mut v = Vec::with_capacity(n);
+    if use_parallel(n) && !row.is_empty() {
+        // Written in place, whole rows per task (`par_extend` of an un-indexed iterator
+        // would collect pieces and then copy them serially).
+        v.spare_capacity_mut()[..n]
+            .par_chunks_mut(row.len())
+            .for_each(|out| {
+                for (o, &x) in out.iter_mut().zip(row) {
+                    o.write(x);
+                }
+            });
+        #[allow(unsafe_code)]
+        // SAFETY: the capacity is at least `n`, and the loop above initialized each of the
+        // first `n` elements (`n / row.len()` chunks of exactly `row.len()` elements each).
+        unsafe {
+            v.set_len(n);
+        }
+    } else {
+        for _ in 0..rows {
+            v.extend_from_slice(row);
+        }
+    }
+    v
+}
+
+/// Rows per block of [`sum_rows`].
+const SUM_ROWS_BLOCK: usize = 256;
+
+/// The column sums `Σ_i x[i, ..]` of a matrix (any strides), e.g. a bias gradient: rows are
+/// added in order within fixed blocks of 256 rows, blocks on the rayon pool when the matrix is
+/// large, and the block sums are added in block order — so the result depends on `x` only,
+/// never on the thread count.
+pub fn sum_rows(x: ndarray::ArrayView2<'_, f32>) -> ndarray::Array1<f32> {
+    let width = x.ncols();
+    let block = |rows: ndarray::ArrayView2<'_, f32>| -> Vec<f32> {
+        let mut acc = vec![0.0_f32; width];
+        for row in rows.rows() {
+            match row.as_slice() {
+                Some(r) => acc.iter_mut().zip(r).for_each(|(a, &v)| *a += v),
+                None => acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v),
+            }
+        }
+        acc
+    };
+    let blocks: Vec<Vec<f32>> = if use_parallel(x.len()) {
+        x.axis_chunks_iter(ndarray::Axis(0), SUM_ROWS_BLOCK)
+            .into_par_iter()
+            .map(block)
+            .collect()
+    } else {
+        x.axis_chunks_iter(ndarray::Axis(0), SUM_ROWS_BLOCK)
+            .map(block)
+            .collect()
+    };
+    let mut total = vec![0.0_f32; width];
+    for b in &blocks {
+        total.iter_mut().zip(b).for_each(|(t, &v)| *t += v);
+    }
+    ndarray::Array1::from_vec(total)
+}
+
 /// `dst += src` (same shapes; `src` may be any layout).
 ///
 /// # Panics
@@ -141,7 +207,7 @@ pub fn map1_simd(
     let Some(x) = a.as_slice() else {
         return map1(a, f);
     };
-    let mut out = vec![0.0_f32; x.len()];
+    let mut out = zeros(x.len());
     if use_parallel(x.len()) {
         use rayon::prelude::*;
         out.par_chunks_mut(SIMD_CHUNK)
@@ -167,7 +233,7 @@ pub fn map2_simd(
     let (Some(x), Some(y)) = (a.as_slice(), b.as_slice()) else {
         return map2(a, b, f);
     };
-    let mut out = vec![0.0_f32; x.len()];
+    let mut out = zeros(x.len());
     if use_parallel(x.len()) {
         use rayon::prelude::*;
         out.par_chunks_mut(SIMD_CHUNK)
@@ -181,7 +247,7 @@ pub fn map2_simd(
 
 #[cfg(test)]
 mod tests {
-    use super::{copy, zeros};
+    use super::{copy, repeat_rows, sum_rows, zeros};
 
     #[test]
     fn parallel_zeros_and_copy_equal_the_serial_ones_on_any_thread_count() {
@@ -200,5 +266,60 @@ mod tests {
             (zeros(3), copy(&[1.0, 2.0])),
             (vec![0.0; 3], vec![1.0, 2.0])
         );
+    }
+
+    #[test]
+    fn repeat_rows_equals_the_serial_repeat_on_any_thread_count() {
+        let row: Vec<f32> = (0..37).map(|i| i as f32 - 5.5).collect();
+        let rows = super::PAR_MIN_LEN / 10; // 37 · rows is above the parallel threshold
+        let want: Vec<f32> = (0..rows).flat_map(|_| row.iter().copied()).collect();
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            assert_eq!(
+                pool.install(|| repeat_rows(&row, rows)),
+                want,
+                "{threads} threads"
+            );
+        }
+        assert_eq!(repeat_rows(&[1.0, 2.0], 2), vec![1.0, 2.0, 1.0, 2.0]);
+        assert!(repeat_rows(&[], 5).is_empty());
+        assert!(repeat_rows(&[1.0], 0).is_empty());
+    }
+
+    #[test]
+    fn sum_rows_adds_the_rows_and_is_identical_across_thread_counts() {
+        let rows = 5 * super::SUM_ROWS_BLOCK + 17; // several blocks and a partial one
+        let x = ndarray::Array2::from_shape_fn((rows, 70), |(i, j)| {
+            ((i * 31 + j * 7) % 19) as f32 * 0.25 - 2.0
+        });
+        // Small integers times 0.25: every partial sum is exact, so any order gives `want`.
+        let want = x.sum_axis(ndarray::Axis(0));
+        let mut first = None;
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let got = pool.install(|| sum_rows(x.view()));
+            assert_eq!(got, want, "{threads} threads");
+            // Inexact values: still the same bits on every thread count.
+            let y = x.mapv(|v| v * 0.1 + 1e-3);
+            let bits: Vec<u32> = pool
+                .install(|| sum_rows(y.view()))
+                .iter()
+                .map(|v| v.to_bits())
+                .collect();
+            assert_eq!(first.get_or_insert_with(|| bits.clone()), &bits);
+        }
+        // Strided (transposed) input, and empty shapes.
+        assert_eq!(sum_rows(x.t()), x.sum_axis(ndarray::Axis(1)));
+        assert_eq!(
+            sum_rows(ndarray::Array2::<f32>::zeros((0, 3)).view()).to_vec(),
+            vec![0.0; 3]
+        );
+        assert!(sum_rows(ndarray::Array2::<f32>::zeros((4, 0)).view()).is_empty());
     }
 }

@@ -60,6 +60,31 @@ struct BinaryBackward {
 }
 
 impl BackwardOp for BinaryBackward {
+    /// A same-shape `a ± b` passes its gradient on without copying it for one of the operands
+    /// (the residual connections and embedding sums of the sequence encoder).
+    fn backward_owned(&self, g: Tensor, sink: &mut GradSink<'_>) {
+        let same = self.a_val.shape() == g.shape() && self.b_val.shape() == g.shape();
+        match self.kind {
+            Kind::Add | Kind::Sub if same && self.a != self.b => {
+                let (want_a, want_b) = (sink.wants(self.a), sink.wants(self.b));
+                let db = |g: Tensor| match self.kind {
+                    Kind::Sub => crate::kernels::map1(&g.view(), |x| -x),
+                    _ => g,
+                };
+                match (want_a, want_b) {
+                    (true, true) => {
+                        sink.add(self.b, db(reduce_to(g.view(), g.shape())));
+                        sink.add(self.a, g);
+                    }
+                    (true, false) => sink.add(self.a, g),
+                    (false, true) => sink.add(self.b, db(g)),
+                    (false, false) => {}
+                }
+            }
+            _ => self.backward(&g, sink),
+        }
+    }
+
     fn backward(&self, g: &Tensor, sink: &mut GradSink<'_>) {
         let (a, b) = (&*self.a_val, &*self.b_val);
         let out_shape = g.shape();
@@ -214,6 +239,38 @@ mod tests {
             assert_gradients(&[a.clone(), b.clone()], |_, v| v[0] * v[1]);
             assert_gradients(&[a.clone(), b.clone()], |_, v| v[0] / v[1]);
         }
+    }
+
+    #[test]
+    fn same_shape_add_and_sub_pass_the_gradient_on_exactly() {
+        // The owned fast path: both operands, one operand, the same operand twice, and a
+        // gradient that reaches the sum from two consumers.
+        let (a, b) = (randn(&[4, 3], 3), randn(&[4, 3], 4));
+        assert_gradients(&[a.clone()], |_, v| v[0] + v[0]);
+        assert_gradients(&[a.clone()], |_, v| (v[0] - v[0]) + v[0]);
+        assert_gradients(&[a.clone(), b.clone()], |_, v| {
+            let s = v[0] - v[1];
+            s * s + s
+        });
+        let up = randn(&[4, 3], 5);
+        let neg = up.mapv(|v| -v);
+        for (sub, swapped, want_x) in [(true, false, &up), (true, true, &neg), (false, false, &up)]
+        {
+            let tape = Tape::new();
+            let (x, y) = (tape.leaf(a.clone()), tape.constant(b.clone()));
+            let d = match (sub, swapped) {
+                (true, false) => x - y,
+                (true, true) => y - x,
+                _ => x + y,
+            };
+            let grads = tape.backward((d * tape.constant(up.clone())).sum());
+            assert_eq!(&grads.wrt(x).unwrap(), want_x);
+        }
+        let tape = Tape::new();
+        let (x, z) = (tape.leaf(a), tape.leaf(b));
+        let grads = tape.backward(((x - z) * tape.constant(up.clone())).sum());
+        assert_eq!(grads.wrt(x).unwrap(), up);
+        assert_eq!(grads.wrt(z).unwrap(), neg);
     }
 
     #[test]

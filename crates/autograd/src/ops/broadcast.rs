@@ -2,7 +2,7 @@
 //! back to an operand's shape.
 
 use crate::Tensor;
-use ndarray::{ArrayViewD, Axis};
+use ndarray::{ArrayViewD, Axis, IxDyn};
 
 /// The broadcast shape of `a` and `b` (trailing dimensions aligned; a dimension of 1 stretches).
 ///
@@ -36,7 +36,11 @@ pub(crate) fn broadcast_shape(a: &[usize], b: &[usize], op: &str) -> Vec<usize> 
 /// lacks and over the axes where `shape` has 1. Serial and in a fixed order.
 pub(crate) fn reduce_to(grad: ArrayViewD<'_, f32>, shape: &[usize]) -> Tensor {
     if grad.shape() == shape {
-        return grad.to_owned();
+        return match grad.as_slice() {
+            Some(s) => Tensor::from_shape_vec(grad.raw_dim(), crate::kernels::copy(s))
+                .expect("same element count"),
+            None => grad.to_owned(),
+        };
     }
     let lead = grad.ndim() - shape.len();
     let mut g: Tensor = if lead == 0 {
@@ -47,10 +51,20 @@ pub(crate) fn reduce_to(grad: ArrayViewD<'_, f32>, shape: &[usize]) -> Tensor {
         let outer: usize = grad.shape()[..lead].iter().product();
         let mut flat_shape = vec![outer];
         flat_shape.extend_from_slice(&rest);
-        match grad.as_standard_layout().into_shape_with_order(flat_shape) {
-            Ok(v) => v.sum_axis(Axis(0)),
+        let flat = match grad.as_standard_layout().into_shape_with_order(flat_shape) {
+            Ok(v) => v,
             Err(_) => unreachable!("standard layout reshapes"),
-        }
+        };
+        // As a matrix `[outer, rest]`: the fixed-block column sums of `kernels::sum_rows`
+        // (the bias gradient of the fused linear op uses the same reduction).
+        let cols: usize = rest.iter().product();
+        let m = flat
+            .view()
+            .into_shape_with_order((outer, cols))
+            .expect("standard layout reshapes");
+        crate::kernels::sum_rows(m)
+            .into_shape_with_order(IxDyn(&rest))
+            .expect("rest has cols elements")
     };
     for (ax, &d) in shape.iter().enumerate() {
         if d == 1 && g.shape()[ax] != 1 {

@@ -44,7 +44,7 @@ fn gather(table: &Tensor, ids: &[usize], op: &str) -> (Vec<f32>, usize) {
         panic!("{op}: id {bad} out of range for a table of {rows} rows");
     }
     let src = table.as_slice().expect("standard layout");
-    let mut out = vec![0.0_f32; ids.len() * dim];
+    let mut out = crate::kernels::zeros(ids.len() * dim);
     if dim > 0 {
         let copy = |(row, &id): (&mut [f32], &usize)| {
             row.copy_from_slice(&src[id * dim..(id + 1) * dim]);

@@ -107,7 +107,7 @@ impl BackwardOp for LayerNormBackward {
             sink.wants(self.beta),
         );
         let block = block_rows(d);
-        let mut dx = vec![0.0_f32; if want_x { rows * d } else { 0 }];
+        let mut dx = crate::kernels::zeros(if want_x { rows * d } else { 0 });
         // One work item per block of rows; its slice of `dx` (empty when x needs no gradient).
         let mut items: Vec<(usize, &mut [f32])> = if want_x {
             dx.chunks_mut(block * d).enumerate().collect()
@@ -230,7 +230,7 @@ impl<'t> Var<'t> {
             g_val.as_slice().expect("tape values are standard layout"),
             b_val.as_slice().expect("tape values are standard layout"),
         );
-        let mut out = vec![0.0_f32; x.len()];
+        let mut out = crate::kernels::zeros(x.len());
         // Blocks of rows (a function of `D` only), each compiled for the widest instruction
         // set (see `fastmath::dispatch`); rows are independent, so the split changes nothing.
         let chunk = block_rows(d) * d;

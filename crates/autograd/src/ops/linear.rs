@@ -19,7 +19,7 @@ use crate::kernels::gemm::affine;
 use crate::kernels::{fastmath, map1_simd, map2_simd, use_parallel};
 use crate::tape::{BackwardOp, GradSink};
 use crate::{Tensor, Var};
-use ndarray::{ArrayView2, Axis, Ix1, Ix2, IxDyn};
+use ndarray::{ArrayView2, Ix1, Ix2, IxDyn};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -146,7 +146,7 @@ impl BackwardOp for LinearBackward {
         if let Some(b) = self.b {
             if sink.wants(b) {
                 // The same reduction (and order) as the composed broadcast add's backward.
-                sink.add(b, dz2.sum_axis(Axis(0)).into_dyn());
+                sink.add(b, crate::kernels::sum_rows(dz2.view()).into_dyn());
             }
         }
         if sink.wants(self.w) {
