@@ -246,8 +246,8 @@ mod tests {
         // The owned fast path: both operands, one operand, the same operand twice, and a
         // gradient that reaches the sum from two consumers.
         let (a, b) = (randn(&[4, 3], 3), randn(&[4, 3], 4));
-        assert_gradients(&[a.clone()], |_, v| v[0] + v[0]);
-        assert_gradients(&[a.clone()], |_, v| (v[0] - v[0]) + v[0]);
+        assert_gradients(std::slice::from_ref(&a), |_, v| v[0] + v[0]);
+        assert_gradients(std::slice::from_ref(&a), |_, v| (v[0] - v[0]) + v[0]);
         assert_gradients(&[a.clone(), b.clone()], |_, v| {
             let s = v[0] - v[1];
             s * s + s
