@@ -51,6 +51,12 @@ struct Dims {
 }
 
 impl Dims {
+    /// Whether the per-head products read and write the `[L, D]` buffers in place (`d_h` a
+    /// multiple of [`LANES`], so a head's columns need no zero padding).
+    fn direct(&self) -> bool {
+        self.dh == self.dhp
+    }
+
     /// Elements of one sequence's saved probabilities (`H` matrices `[L, L']`).
     fn probs_per_item(&self) -> usize {
         self.heads * self.len * self.lp
@@ -128,14 +134,22 @@ fn forward_item(
     dispatch(
         #[inline(always)]
         || {
-            let (l, lp) = (d.len, d.lp);
+            let (l, lp, dh) = (d.len, d.lp, d.dh);
             for h in 0..d.heads {
-                gather(q, d, h, d.scale, &mut s.q);
-                gather_t(k, d, h, &mut s.kt);
-                gather(v, d, h, 1.0, &mut s.v);
+                // Direct (`d_h` a multiple of the lane width): the products read `q`, `v` and
+                // write `out` in place with row stride `D`; the scale goes into the `Kᵀ` copy.
+                // Otherwise through zero-padded per-head copies.
+                let direct = d.direct();
+                let (qa, lda) = if direct {
+                    (&q[h * dh..], d.dim)
+                } else {
+                    gather(q, d, h, d.scale, &mut s.q);
+                    (&s.q[..], d.dhp)
+                };
+                gather_t(k, d, h, if direct { d.scale } else { 1.0 }, &mut s.kt);
                 // Scores and softmax in the cached scratch; the saved copy is appended (a
                 // fresh buffer written once, never zeroed first).
-                small::matmul::<false>(l, lp, d.dh, &s.q, d.dhp, &s.kt, lp, &mut s.p, lp);
+                small::matmul::<false>(l, lp, dh, qa, lda, &s.kt, lp, &mut s.p, lp);
                 softmax_rows(&mut s.p, lp, bias, &mut s.row_sums);
                 if let Some(saved) = probs.as_deref_mut() {
                     saved.extend_from_slice(&s.p);
@@ -148,8 +162,16 @@ fn forward_item(
                         &s.ds
                     }
                 };
-                small::matmul::<false>(l, d.dhp, l, weights, lp, &s.v, d.dhp, &mut s.res, d.dhp);
-                scatter(&s.res, d, h, 1.0, out);
+                if direct {
+                    let (vh, oh) = (&v[h * dh..], &mut out[h * dh..]);
+                    small::matmul::<false>(l, dh, l, weights, lp, vh, d.dim, oh, d.dim);
+                } else {
+                    gather(v, d, h, 1.0, &mut s.v);
+                    small::matmul::<false>(
+                        l, d.dhp, l, weights, lp, &s.v, d.dhp, &mut s.res, d.dhp,
+                    );
+                    scatter(&s.res, d, h, 1.0, out);
+                }
             }
         },
     )
@@ -171,11 +193,22 @@ fn backward_item(
         #[inline(always)]
         || {
             let (l, lp, dh, dhp) = (d.len, d.lp, d.dh, d.dhp);
+            // Direct as in the forward: `q`, `k`, `dout` read and `dq`, `dk`, `dv` written in
+            // place with row stride `D`; the scale is folded into `dS` (the forward scaled
+            // `Kᵀ`, so `dQ = (s·dS)·K`, `dK = (s·dS)ᵀ·Q`). Otherwise via padded copies.
+            let direct = d.direct();
+            let ds_scale = if direct { d.scale } else { 1.0 };
+            let stride = if direct { d.dim } else { dhp };
             for h in 0..d.heads {
-                gather(q, d, h, d.scale, &mut s.q);
-                gather(k, d, h, 1.0, &mut s.k);
-                gather_t(v, d, h, &mut s.vt);
-                gather(dout, d, h, 1.0, &mut s.dout);
+                let (qh, kh, douth): (&[f32], &[f32], &[f32]) = if direct {
+                    (&q[h * dh..], &k[h * dh..], &dout[h * dh..])
+                } else {
+                    gather(q, d, h, d.scale, &mut s.q);
+                    gather(k, d, h, 1.0, &mut s.k);
+                    gather(dout, d, h, 1.0, &mut s.dout);
+                    (&s.q, &s.k, &s.dout)
+                };
+                gather_t(v, d, h, 1.0, &mut s.vt);
                 let p = &probs[h * l * lp..(h + 1) * l * lp];
                 let base = ((b * d.heads + h) * l * l) as u64;
                 // dV = Wᵀ · dO, W = P ⊙ F the dropped-out weights; the dropout factors F are
@@ -188,10 +221,15 @@ fn backward_item(
                         &s.ds
                     }
                 };
-                small::matmul::<true>(l, dhp, l, weights, lp, &s.dout, dhp, &mut s.res, dhp);
-                scatter(&s.res, d, h, 1.0, dv);
+                if direct {
+                    let dvh = &mut dv[h * dh..];
+                    small::matmul::<true>(l, dh, l, weights, lp, douth, stride, dvh, d.dim);
+                } else {
+                    small::matmul::<true>(l, dhp, l, weights, lp, douth, stride, &mut s.res, dhp);
+                    scatter(&s.res, d, h, 1.0, dv);
+                }
                 // dW = dO · Vᵀ; dP = dW ⊙ F; dS = P ⊙ (dP − Σ_j dP ⊙ P), all in `s.p`.
-                small::matmul::<false>(l, lp, dh, &s.dout, dhp, &s.vt, lp, &mut s.p, lp);
+                small::matmul::<false>(l, lp, dh, douth, stride, &s.vt, lp, &mut s.p, lp);
                 if dropout.is_some() {
                     multiply_in_place(&mut s.p, &s.factors);
                 }
@@ -203,15 +241,22 @@ fn backward_item(
                     *dt = dot(g, pr);
                     for (g, pv) in g.chunks_exact_mut(LANES).zip(pr.chunks_exact(LANES)) {
                         for (g, &pv) in g.iter_mut().zip(pv) {
-                            *g = pv * (*g - *dt);
+                            *g = pv * (*g - *dt) * ds_scale;
                         }
                     }
                 }
-                // dQ = dS · K / √d_h (the queries were scaled), dK = dSᵀ · (Q / √d_h).
-                small::matmul::<false>(l, dhp, l, &s.p, lp, &s.k, dhp, &mut s.res, dhp);
-                scatter(&s.res, d, h, d.scale, dq);
-                small::matmul::<true>(l, dhp, l, &s.p, lp, &s.q, dhp, &mut s.res, dhp);
-                scatter(&s.res, d, h, 1.0, dk);
+                // dQ = dS · K / √d_h, dK = dSᵀ · Q / √d_h (the scale in dS or in the copy of Q).
+                if direct {
+                    let dqh = &mut dq[h * dh..];
+                    small::matmul::<false>(l, dh, l, &s.p, lp, kh, stride, dqh, d.dim);
+                    let dkh = &mut dk[h * dh..];
+                    small::matmul::<true>(l, dh, l, &s.p, lp, qh, stride, dkh, d.dim);
+                } else {
+                    small::matmul::<false>(l, dhp, l, &s.p, lp, kh, stride, &mut s.res, dhp);
+                    scatter(&s.res, d, h, d.scale, dq);
+                    small::matmul::<true>(l, dhp, l, &s.p, lp, qh, stride, &mut s.res, dhp);
+                    scatter(&s.res, d, h, 1.0, dk);
+                }
             }
         },
     )

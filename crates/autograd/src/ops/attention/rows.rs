@@ -32,14 +32,15 @@ pub(super) fn gather(src: &[f32], d: &Dims, h: usize, scale: f32, dst: &mut [f32
     }
 }
 
-/// Head `h`'s columns of a `[L, D]` sequence, transposed into `dst` `[d_h, L']`.
+/// Head `h`'s columns of a `[L, D]` sequence, transposed into `dst` `[d_h, L']`, times
+/// `scale`.
 #[inline(always)]
-pub(super) fn gather_t(src: &[f32], d: &Dims, h: usize, dst: &mut [f32]) {
+pub(super) fn gather_t(src: &[f32], d: &Dims, h: usize, scale: f32, dst: &mut [f32]) {
     // Rows of `dst` written contiguously (strided reads hit L1; strided writes were slower).
     let src = &src[h * d.dh..];
     for (c, out) in dst.chunks_exact_mut(d.lp).enumerate() {
         for (j, o) in out[..d.len].iter_mut().enumerate() {
-            *o = src[j * d.dim + c];
+            *o = src[j * d.dim + c] * scale;
         }
     }
 }

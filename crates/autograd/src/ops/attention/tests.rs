@@ -79,18 +79,22 @@ fn fully_masked_sequences_give_zero_output_and_no_nan() {
 
 #[test]
 fn finite_difference_gradients() {
-    let xs = inputs(2, 9, 12, 21);
-    let m = mask(&[9, 4], 9);
-    for p in [0.0, 0.25] {
-        GradCheck {
-            directions: 4,
-            ..GradCheck::default()
+    // Head width 4 (padded per-head copies) and 16 (the in-place path: products on the
+    // `[L, D]` buffers with the scale folded into `Kᵀ` and `dS`).
+    for (d, heads) in [(12, 3), (32, 2)] {
+        let xs = inputs(2, 9, d, 21);
+        let m = mask(&[9, 4], 9);
+        for p in [0.0, 0.25] {
+            GradCheck {
+                directions: 4,
+                ..GradCheck::default()
+            }
+            .run(&xs, |_, v| {
+                let mut rng = StdRng::seed_from_u64(9);
+                v[0].multi_head_attention(v[1], v[2], heads, Some(&m), p, &mut rng)
+            })
+            .unwrap_or_else(|e| panic!("d {d} heads {heads} p {p}: {e}"));
         }
-        .run(&xs, |_, v| {
-            let mut rng = StdRng::seed_from_u64(9);
-            v[0].multi_head_attention(v[1], v[2], 3, Some(&m), p, &mut rng)
-        })
-        .unwrap_or_else(|e| panic!("p {p}: {e}"));
     }
 }
 
@@ -141,9 +145,12 @@ fn bit_identical_across_thread_counts() {
             .build()
             .unwrap()
             .install(|| {
-                value_and_grads(&xs, 3, |_, v| {
-                    let mut rng = StdRng::seed_from_u64(4);
-                    v[0].multi_head_attention(v[1], v[2], 4, Some(&m), 0.1, &mut rng)
+                // 4 heads of 8 (padded copies) and 2 heads of 16 (in place).
+                [4, 2].map(|heads| {
+                    value_and_grads(&xs, 3, |_, v| {
+                        let mut rng = StdRng::seed_from_u64(4);
+                        v[0].multi_head_attention(v[1], v[2], heads, Some(&m), 0.1, &mut rng)
+                    })
                 })
             })
     };
