@@ -72,6 +72,46 @@ impl Mask {
         )
     }
 
+    /// `x[i] · factor(i)` for a row-major slice whose first element has index `start`, written
+    /// into `out` (same length; every element written).
+    fn apply_chunk_into(&self, start: usize, x: &[f32], out: &mut [std::mem::MaybeUninit<f32>]) {
+        let (seed, threshold, scale) = (self.seed, self.threshold, self.scale);
+        fastmath::dispatch(
+            #[inline(always)]
+            || {
+                for (i, (o, &v)) in out.iter_mut().zip(x).enumerate() {
+                    let keep = splitmix64(seed, (start + i) as u64) >= threshold;
+                    o.write(v * if keep { scale } else { 0.0 });
+                }
+            },
+        )
+    }
+
+    /// `x[i] · factor(i)` for every element of a row-major slice, into a new vector written
+    /// once (one pass: no copy of `x` masked afterwards), by the pool when it is large; each
+    /// element is computed on its own, so the result is independent of the (fixed) chunking.
+    fn apply(&self, x: &[f32]) -> Vec<f32> {
+        let n = x.len();
+        let mut out = Vec::with_capacity(n);
+        let spare = &mut out.spare_capacity_mut()[..n];
+        if use_parallel(n) {
+            spare
+                .par_chunks_mut(CHUNK)
+                .zip(x.par_chunks(CHUNK))
+                .enumerate()
+                .for_each(|(c, (o, x))| self.apply_chunk_into(c * CHUNK, x, o));
+        } else {
+            self.apply_chunk_into(0, x, spare);
+        }
+        #[allow(unsafe_code)]
+        // SAFETY: the capacity is `n` and `apply_chunk_into` wrote every one of the first `n`
+        // elements (the chunks of `spare` and `x` pair up exactly, both of length `n`).
+        unsafe {
+            out.set_len(n);
+        }
+        out
+    }
+
     /// `x[i] · factor(i)` in place for every element of a row-major slice; each element is
     /// computed on its own, so the result is independent of the (fixed) chunking.
     fn apply_in_place(&self, x: &mut [f32]) {
@@ -140,13 +180,16 @@ impl<'t> Var<'t> {
         }
         let mask = Mask::new(p, rng.next_u64());
         let x = self.value();
-        let mut out = match x.as_slice() {
-            // Copied by the pool, then masked in place by the pool.
-            Some(xs) => Tensor::from_shape_vec(x.raw_dim(), crate::kernels::copy(xs))
+        let out = match x.as_slice() {
+            // Read once, written once, by the pool.
+            Some(xs) => Tensor::from_shape_vec(x.raw_dim(), mask.apply(xs))
                 .expect("same number of elements"),
-            None => x.as_standard_layout().into_owned(),
+            None => {
+                let mut out = x.as_standard_layout().into_owned();
+                mask.apply_in_place(out.as_slice_mut().expect("standard layout"));
+                out
+            }
         };
-        mask.apply_in_place(out.as_slice_mut().expect("standard layout"));
         self.tape
             .record(&[self], out, || DropoutBackward { x: self.id, mask })
     }
@@ -185,6 +228,17 @@ mod tests {
             let keep = splitmix64(mask.seed, i as u64) >= mask.threshold;
             assert_eq!(y, x * if keep { mask.scale } else { 0.0 }, "element {i}");
         }
+        // The write-once forward kernel gives the same elements, on 1 and 2 threads and below
+        // the parallel threshold.
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            assert_eq!(pool.install(|| mask.apply(&x)), y, "{threads} threads");
+        }
+        assert_eq!(mask.apply(&x[..100]), y[..100]);
+        assert!(mask.apply(&[]).is_empty());
     }
 
     #[test]
