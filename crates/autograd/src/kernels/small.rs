@@ -18,8 +18,10 @@
 
 /// Output columns per accumulator block (one AVX-512 register of `f32`).
 pub const LANES: usize = 16;
-/// Output rows per accumulator block.
-pub const ROWS: usize = 4;
+/// Output rows per accumulator block: eight independent FMA chains per block, enough to
+/// cover the FMA latency when the output is one [`LANES`]-wide column block (the per-head
+/// `·V` products); leftover rows go in one 4-row block, then single rows.
+pub const ROWS: usize = 8;
 
 /// `n` rounded up to a multiple of [`LANES`].
 pub fn padded(n: usize) -> usize {
@@ -74,6 +76,12 @@ pub fn matmul<const TRANS_A: bool>(
             block::<TRANS_A, ROWS>(i, j, k, a, lda, b, ldb, out, ldo);
         }
         i += ROWS;
+    }
+    if i + 4 <= m {
+        for j in (0..n).step_by(LANES) {
+            block::<TRANS_A, 4>(i, j, k, a, lda, b, ldb, out, ldo);
+        }
+        i += 4;
     }
     while i < m {
         for j in (0..n).step_by(LANES) {
