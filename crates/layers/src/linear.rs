@@ -1,6 +1,6 @@
 //! The affine layer `y = x · Wᵀ + b`.
 
-use crate::{Activation, init};
+use crate::{Activation, Dropout, ForwardCtx, init};
 use closeup_autograd::{
     LinearAct, Param, ParamVisitor, ParamVisitorMut, Parameterized, Tensor, Var,
 };
@@ -98,6 +98,25 @@ impl Linear {
     /// # Panics
     /// If the last axis of `x` is not `in`.
     pub fn forward_act<'t>(&self, x: Var<'t>, act: Activation) -> Var<'t> {
+        self.forward_act_dropout(x, act, None)
+    }
+
+    /// `dropout(act(x · Wᵀ + b))`: [`Linear::forward_act`] then `dropout`'s forward, with the
+    /// activation and the mask fused into the affine op when they can be
+    /// ([`Var::linear_dropout`]: one pass over the output and one over its gradient instead of
+    /// two each). The values, gradients and RNG draws are those of the two layers in a row.
+    ///
+    /// # Shapes
+    /// `[.., in] → [.., out]`.
+    ///
+    /// # Panics
+    /// If the last axis of `x` is not `in`.
+    pub fn forward_act_dropout<'t>(
+        &self,
+        x: Var<'t>,
+        act: Activation,
+        dropout: Option<(&Dropout, &mut ForwardCtx<'_>)>,
+    ) -> Var<'t> {
         let shape = x.shape();
         assert!(
             shape.last() == Some(&self.inputs()),
@@ -113,10 +132,20 @@ impl Linear {
             Activation::Relu => LinearAct::Relu,
             Activation::Gelu => LinearAct::Gelu,
             Activation::Tanh | Activation::Sigmoid => {
-                return act.apply(x.linear(w, b, LinearAct::Identity));
+                let y = act.apply(x.linear(w, b, LinearAct::Identity));
+                return match dropout {
+                    Some((d, ctx)) => d.forward(y, ctx),
+                    None => y,
+                };
             }
         };
-        x.linear(w, b, fused)
+        match dropout {
+            Some((d, ctx)) if ctx.is_training() && d.p() > 0.0 => {
+                let mut rng = ctx.rng();
+                x.linear_dropout(w, b, fused, d.p(), &mut rng)
+            }
+            _ => x.linear(w, b, fused),
+        }
     }
 }
 

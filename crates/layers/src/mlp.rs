@@ -69,17 +69,51 @@ impl Mlp {
     ///
     /// # Panics
     /// If the last axis of `x` is not `inputs`.
-    pub fn forward<'t>(&self, mut x: Var<'t>, ctx: &mut ForwardCtx<'_>) -> Var<'t> {
+    pub fn forward<'t>(&self, x: Var<'t>, ctx: &mut ForwardCtx<'_>) -> Var<'t> {
+        self.forward_impl(x, None, ctx)
+    }
+
+    /// `after.forward(self.forward(x, ctx), ctx)` — e.g. a transformer block's FFN and the
+    /// dropout before its residual add — with that dropout fused into the output layer
+    /// ([`Linear::forward_act_dropout`]). Same values, gradients and RNG draws.
+    ///
+    /// # Shapes
+    /// `[.., inputs] → [.., outputs]`.
+    ///
+    /// # Panics
+    /// If the last axis of `x` is not `inputs`.
+    pub fn forward_then_dropout<'t>(
+        &self,
+        x: Var<'t>,
+        after: &Dropout,
+        ctx: &mut ForwardCtx<'_>,
+    ) -> Var<'t> {
+        self.forward_impl(x, Some(after), ctx)
+    }
+
+    fn forward_impl<'t>(
+        &self,
+        mut x: Var<'t>,
+        after: Option<&Dropout>,
+        ctx: &mut ForwardCtx<'_>,
+    ) -> Var<'t> {
         let hidden = self.layers.len() - usize::from(self.has_output);
         for (i, layer) in self.layers.iter().enumerate() {
             if i < hidden {
-                x = layer.forward_act(x, self.activation);
-                x = self.dropout.forward(x, ctx);
+                x = layer.forward_act_dropout(x, self.activation, Some((&self.dropout, ctx)));
             } else {
-                x = layer.forward(x);
+                x = layer.forward_act_dropout(
+                    x,
+                    Activation::Identity,
+                    after.map(|d| (d, &mut *ctx)),
+                );
+                return x;
             }
         }
-        x
+        match after {
+            Some(d) => d.forward(x, ctx),
+            None => x,
+        }
     }
 }
 
@@ -134,6 +168,72 @@ mod tests {
                 let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(9);
                 m.forward(v[0], &mut ForwardCtx::train(&mut r))
             });
+        }
+    }
+
+    /// The layer-by-layer composition the fused forward replaces: `Linear → activation →
+    /// Dropout` per hidden layer, the output layer, then `after`.
+    fn composed<'t>(
+        mlp: &Mlp,
+        mut x: Var<'t>,
+        after: Option<&Dropout>,
+        ctx: &mut ForwardCtx<'_>,
+    ) -> Var<'t> {
+        let hidden = mlp.layers.len() - usize::from(mlp.has_output);
+        for (i, layer) in mlp.layers.iter().enumerate() {
+            x = if i < hidden {
+                mlp.dropout
+                    .forward(layer.forward_act(x, mlp.activation), ctx)
+            } else {
+                layer.forward(x)
+            };
+        }
+        after.map_or(x, |d| d.forward(x, ctx))
+    }
+
+    #[test]
+    fn fused_dropout_equals_the_layer_by_layer_composition() {
+        use closeup_autograd::gradcheck::value_and_grads;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let after = Dropout::new(0.25);
+        for act in [
+            Activation::Relu,
+            Activation::Gelu,
+            Activation::Tanh,
+            Activation::Identity,
+        ] {
+            for output in [Some(3), None] {
+                let mlp = Mlp::new(6, &[7, 5], output, act, 0.3, &mut rng);
+                for (training, then) in [(true, false), (true, true), (false, true)] {
+                    let run = |fused: bool| {
+                        let m = mlp.clone();
+                        value_and_grads(&[randn(&[2, 4, 6], 6)], 1, move |_, v| {
+                            let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+                            let mut ctx = if training {
+                                ForwardCtx::train(&mut r)
+                            } else {
+                                ForwardCtx::eval(&mut r)
+                            };
+                            let y = match (fused, then) {
+                                (true, true) => m.forward_then_dropout(v[0], &after, &mut ctx),
+                                (true, false) => m.forward(v[0], &mut ctx),
+                                (false, t) => composed(&m, v[0], t.then_some(&after), &mut ctx),
+                            };
+                            // The RNG is left in the same state (same number of draws).
+                            let next = rand::RngCore::next_u32(ctx.rng()) as f32;
+                            y + v[0].tape().constant(closeup_autograd::Tensor::from_elem(
+                                ndarray::IxDyn(&[]),
+                                next,
+                            ))
+                        })
+                    };
+                    assert_eq!(
+                        run(true),
+                        run(false),
+                        "{act:?} output {output:?} training {training} then {then}"
+                    );
+                }
+            }
         }
     }
 }

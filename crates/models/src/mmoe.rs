@@ -166,8 +166,15 @@ impl Mmoe {
         };
         let w = stack(&|l| tape.param(l.weight()));
         let b = stack(&|l| tape.param(l.bias().expect("expert layers have biases")));
-        let wide = x.linear(w, Some(b), LinearAct::Relu);
-        let wide = self.expert_dropout.forward(wide, ctx);
+        // ReLU and the expert dropout fused into the wide product (same values and draws as
+        // the dropout layer after it).
+        let p = self.expert_dropout.p();
+        let wide = if ctx.is_training() && p > 0.0 {
+            let mut rng = ctx.rng();
+            x.linear_dropout(w, Some(b), LinearAct::Relu, p, &mut rng)
+        } else {
+            x.linear(w, Some(b), LinearAct::Relu)
+        };
         let outs: Vec<Var<'t>> = self
             .experts
             .iter()
@@ -175,9 +182,8 @@ impl Mmoe {
             .map(|(i, e)| {
                 let mut h = wide.narrow(1, i * h1, h1);
                 for layer in &e.layers()[1..] {
-                    h = self
-                        .expert_dropout
-                        .forward(layer.forward_act(h, Activation::Relu), ctx);
+                    let dropout = Some((&self.expert_dropout, &mut *ctx));
+                    h = layer.forward_act_dropout(h, Activation::Relu, dropout);
                 }
                 h.unsqueeze(1)
             })

@@ -57,40 +57,65 @@ impl Mask {
         }
     }
 
-    /// `x[i] · factor(i)` in place for a row-major slice whose first element has index `start`,
-    /// vectorized (the 64-bit hash runs in SIMD lanes; see [`fastmath::dispatch`]).
-    fn apply_chunk(&self, start: usize, x: &mut [f32]) {
+    /// `x[i] = f(x[i]) · factor(i)` in place for a row-major slice whose first element has index
+    /// `start`, vectorized (the 64-bit hash runs in SIMD lanes; see [`fastmath::dispatch`]; `f`
+    /// is one of the `#[inline(always)]` element functions, inlined into the loop).
+    #[inline(always)]
+    fn map_chunk(&self, start: usize, x: &mut [f32], f: impl Fn(f32) -> f32 + Copy) {
         let (seed, threshold, scale) = (self.seed, self.threshold, self.scale);
         fastmath::dispatch(
             #[inline(always)]
             || {
                 for (i, v) in x.iter_mut().enumerate() {
                     let keep = splitmix64(seed, (start + i) as u64) >= threshold;
-                    *v *= if keep { scale } else { 0.0 };
+                    *v = f(*v) * if keep { scale } else { 0.0 };
                 }
             },
         )
     }
 
-    /// `x[i] · factor(i)` for a row-major slice whose first element has index `start`, written
-    /// into `out` (same length; every element written).
-    fn apply_chunk_into(&self, start: usize, x: &[f32], out: &mut [std::mem::MaybeUninit<f32>]) {
+    /// `out[i] = f(x[i]) · factor(i)` for a row-major slice whose first element has index
+    /// `start` (same lengths; every element of `out` written).
+    #[inline(always)]
+    fn map_chunk_into(
+        &self,
+        start: usize,
+        x: &[f32],
+        out: &mut [std::mem::MaybeUninit<f32>],
+        f: impl Fn(f32) -> f32 + Copy,
+    ) {
         let (seed, threshold, scale) = (self.seed, self.threshold, self.scale);
         fastmath::dispatch(
             #[inline(always)]
             || {
                 for (i, (o, &v)) in out.iter_mut().zip(x).enumerate() {
                     let keep = splitmix64(seed, (start + i) as u64) >= threshold;
-                    o.write(v * if keep { scale } else { 0.0 });
+                    o.write(f(v) * if keep { scale } else { 0.0 });
                 }
             },
         )
     }
 
-    /// `x[i] · factor(i)` for every element of a row-major slice, into a new vector written
+    /// `g[i] = (g[i] · factor(i)) · df(z[i])` in place (the gradient through the mask, then
+    /// through an element function with derivative `df` at its input `z`).
+    #[inline(always)]
+    fn grad_chunk(&self, start: usize, g: &mut [f32], z: &[f32], df: impl Fn(f32) -> f32 + Copy) {
+        let (seed, threshold, scale) = (self.seed, self.threshold, self.scale);
+        fastmath::dispatch(
+            #[inline(always)]
+            || {
+                for (i, (g, &z)) in g.iter_mut().zip(z).enumerate() {
+                    let keep = splitmix64(seed, (start + i) as u64) >= threshold;
+                    *g = (*g * if keep { scale } else { 0.0 }) * df(z);
+                }
+            },
+        )
+    }
+
+    /// `f(x[i]) · factor(i)` for every element of a row-major slice, into a new vector written
     /// once (one pass: no copy of `x` masked afterwards), by the pool when it is large; each
     /// element is computed on its own, so the result is independent of the (fixed) chunking.
-    fn apply(&self, x: &[f32]) -> Vec<f32> {
+    pub(crate) fn map(&self, x: &[f32], f: impl Fn(f32) -> f32 + Copy + Sync) -> Vec<f32> {
         let n = x.len();
         let mut out = Vec::with_capacity(n);
         let spare = &mut out.spare_capacity_mut()[..n];
@@ -99,12 +124,12 @@ impl Mask {
                 .par_chunks_mut(CHUNK)
                 .zip(x.par_chunks(CHUNK))
                 .enumerate()
-                .for_each(|(c, (o, x))| self.apply_chunk_into(c * CHUNK, x, o));
+                .for_each(|(c, (o, x))| self.map_chunk_into(c * CHUNK, x, o, f));
         } else {
-            self.apply_chunk_into(0, x, spare);
+            self.map_chunk_into(0, x, spare, f);
         }
         #[allow(unsafe_code)]
-        // SAFETY: the capacity is `n` and `apply_chunk_into` wrote every one of the first `n`
+        // SAFETY: the capacity is `n` and `map_chunk_into` wrote every one of the first `n`
         // elements (the chunks of `spare` and `x` pair up exactly, both of length `n`).
         unsafe {
             out.set_len(n);
@@ -112,16 +137,52 @@ impl Mask {
         out
     }
 
-    /// `x[i] · factor(i)` in place for every element of a row-major slice; each element is
-    /// computed on its own, so the result is independent of the (fixed) chunking.
-    fn apply_in_place(&self, x: &mut [f32]) {
+    /// `x[i] = f(x[i]) · factor(i)` in place for every element of a row-major slice (see
+    /// [`Mask::map`]).
+    pub(crate) fn map_in_place(&self, x: &mut [f32], f: impl Fn(f32) -> f32 + Copy + Sync) {
         if use_parallel(x.len()) {
             x.par_chunks_mut(CHUNK)
                 .enumerate()
-                .for_each(|(c, x)| self.apply_chunk(c * CHUNK, x));
+                .for_each(|(c, x)| self.map_chunk(c * CHUNK, x, f));
         } else {
-            self.apply_chunk(0, x);
+            self.map_chunk(0, x, f);
         }
+    }
+
+    /// `g[i] = (g[i] · factor(i)) · df(z[i])` in place for every element (see [`Mask::map`]).
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    pub(crate) fn grad_in_place(
+        &self,
+        g: &mut [f32],
+        z: &[f32],
+        df: impl Fn(f32) -> f32 + Copy + Sync,
+    ) {
+        assert_eq!(g.len(), z.len(), "Mask::grad_in_place: lengths differ");
+        if use_parallel(g.len()) {
+            g.par_chunks_mut(CHUNK)
+                .zip(z.par_chunks(CHUNK))
+                .enumerate()
+                .for_each(|(c, (g, z))| self.grad_chunk(c * CHUNK, g, z, df));
+        } else {
+            self.grad_chunk(0, g, z, df);
+        }
+    }
+
+    /// `x[i] · factor(i)` into a new vector (see [`Mask::map`]).
+    fn apply(&self, x: &[f32]) -> Vec<f32> {
+        self.map(x, |v| v)
+    }
+
+    /// `x[i] · factor(i)` in place.
+    pub(crate) fn apply_in_place(&self, x: &mut [f32]) {
+        self.map_in_place(x, |v| v);
+    }
+
+    /// The factor of a kept element, `1 / (1 − p)`.
+    pub(crate) fn scale(&self) -> f32 {
+        self.scale
     }
 }
 

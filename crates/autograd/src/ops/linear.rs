@@ -14,6 +14,7 @@
 //! rounding (`gemm` adds the bias before the partial sums of the inner dimension instead of
 //! after); the tests compare both paths and check the gradients by finite differences.
 
+use super::dropout::Mask;
 use super::matmul::add_product;
 use crate::kernels::gemm::affine;
 use crate::kernels::{fastmath, map1_simd, map2_simd, use_parallel};
@@ -67,6 +68,27 @@ fn relu_mask_in_place(g: &mut [f32], y: &[f32]) {
     }
 }
 
+/// `g = g · scale` where the (masked) ReLU output `y` is positive, else 0: the gradient of
+/// ReLU followed by dropout, whose kept elements are exactly the positive outputs.
+fn relu_mask_scaled_in_place(g: &mut [f32], y: &[f32], scale: f32) {
+    let f = |(g, y): (&mut [f32], &[f32])| {
+        for (g, &y) in g.iter_mut().zip(y) {
+            *g = if y > 0.0 { *g * scale } else { 0.0 };
+        }
+    };
+    if use_parallel(g.len()) {
+        g.par_chunks_mut(CHUNK).zip(y.par_chunks(CHUNK)).for_each(f);
+    } else {
+        f((g, y));
+    }
+}
+
+/// ReLU with the same `x < 0` test (and NaN propagation) as [`Var::relu`].
+#[inline(always)]
+fn relu(v: f32) -> f32 {
+    if v < 0.0 { 0.0 } else { v }
+}
+
 /// GELU in place through a small stack buffer (the vectorized kernel needs distinct slices).
 fn gelu_in_place(y: &mut [f32]) {
     let f = |c: &mut [f32]| {
@@ -101,6 +123,8 @@ struct LinearBackward {
     act: LinearAct,
     /// ReLU: the output (read by the mask); GELU: the pre-activation; identity: nothing.
     saved: Option<Saved>,
+    /// The dropout mask applied to the activation ([`Var::linear_dropout`]).
+    dropout: Option<Mask>,
 }
 
 enum Saved {
@@ -119,21 +143,36 @@ impl BackwardOp for LinearBackward {
         } else {
             g.as_standard_layout().into_owned()
         };
-        // dz = dy ⊙ act'(z), in the gradient's own buffer where possible.
-        let dz: Tensor = match (&self.saved, self.act) {
-            (Some(Saved::Output(y)), LinearAct::Relu) => {
-                relu_mask_in_place(
-                    g.as_slice_mut().expect("standard layout"),
-                    y.get().as_slice().expect("standard layout"),
-                );
+        // dz = (dy ⊙ F) ⊙ act'(z) (F the dropout factors, if any), in the gradient's own buffer
+        // where possible.
+        let gs = g.as_slice_mut().expect("standard layout");
+        let dz: Tensor = match (&self.saved, self.act, self.dropout) {
+            (Some(Saved::Output(y)), LinearAct::Relu, None) => {
+                relu_mask_in_place(gs, y.get().as_slice().expect("standard layout"));
                 g
             }
-            (Some(Saved::PreActivation(z)), LinearAct::Gelu) => map2_simd(
+            (Some(Saved::Output(y)), LinearAct::Relu, Some(mask)) => {
+                // The saved output is after the mask: > 0 exactly where the element was kept
+                // and its input was > 0, and there the factor is the scale.
+                let y = y.get();
+                relu_mask_scaled_in_place(gs, y.as_slice().expect("standard layout"), mask.scale());
+                g
+            }
+            (Some(Saved::PreActivation(z)), LinearAct::Gelu, None) => map2_simd(
                 &g.view(),
                 &z.view(),
                 fastmath::gelu_backward_slice,
                 |g, s| g * fastmath::gelu_grad(s),
             ),
+            (Some(Saved::PreActivation(z)), LinearAct::Gelu, Some(mask)) => {
+                let z = z.as_slice().expect("standard layout");
+                mask.grad_in_place(gs, z, fastmath::gelu_grad);
+                g
+            }
+            (_, _, Some(mask)) => {
+                mask.apply_in_place(gs);
+                g
+            }
             _ => g,
         };
         let dz2 = rows_view(&dz);
@@ -171,6 +210,50 @@ impl<'t> Var<'t> {
     /// If `weight` is not 2-D, the last axis of `self` is not `in`, `bias` is not `[out]`, or
     /// the operands belong to different tapes.
     pub fn linear(self, weight: Var<'t>, bias: Option<Var<'t>>, act: LinearAct) -> Var<'t> {
+        self.linear_impl(weight, bias, act, None)
+    }
+
+    /// [`Var::linear`] followed by [`Var::dropout`] of rate `p`, as one op: the same values
+    /// and gradients bit for bit (the same single `u64` drawn from `rng`, the same mask over
+    /// the output's elements, the same arithmetic), with the activation and the mask applied
+    /// in one pass over the output and, in the backward, the mask and the activation's
+    /// derivative in one pass over the gradient. `p == 0` is [`Var::linear`] and draws
+    /// nothing.
+    ///
+    /// The one exception to bit-equality: with ReLU, a dropped element whose gradient is
+    /// infinite or NaN gets gradient 0 here (the composed path multiplies it by 0).
+    ///
+    /// # Shapes
+    /// As [`Var::linear`].
+    ///
+    /// # Panics
+    /// As [`Var::linear`], and if `p` is not in `[0, 1)`.
+    pub fn linear_dropout<R: rand::Rng + ?Sized>(
+        self,
+        weight: Var<'t>,
+        bias: Option<Var<'t>>,
+        act: LinearAct,
+        p: f32,
+        rng: &mut R,
+    ) -> Var<'t> {
+        assert!(
+            (0.0..1.0).contains(&p),
+            "linear_dropout: p must be in [0, 1), got {p}"
+        );
+        if p == 0.0 {
+            return self.linear(weight, bias, act);
+        }
+        let mask = Mask::new(p, rng.next_u64());
+        self.linear_impl(weight, bias, act, Some(mask))
+    }
+
+    fn linear_impl(
+        self,
+        weight: Var<'t>,
+        bias: Option<Var<'t>>,
+        act: LinearAct,
+        dropout: Option<Mask>,
+    ) -> Var<'t> {
         self.same_tape(&weight, "linear");
         let (x_val, w_val) = (self.value(), weight.value());
         assert!(
@@ -215,7 +298,33 @@ impl<'t> Var<'t> {
             w_val,
             act,
             saved,
+            dropout,
         };
+        if let Some(mask) = dropout {
+            return match act {
+                LinearAct::Identity => {
+                    mask.apply_in_place(y.as_slice_mut().expect("standard layout"));
+                    self.tape.record(&inputs, y, || make(None))
+                }
+                LinearAct::Relu => {
+                    mask.map_in_place(y.as_slice_mut().expect("standard layout"), relu);
+                    super::unary::record_with_output(self.tape, &inputs, y, |s| {
+                        make(Some(Saved::Output(s)))
+                    })
+                }
+                LinearAct::Gelu if needs_grad => {
+                    let z = y.as_slice().expect("standard layout");
+                    let a = Tensor::from_shape_vec(y.raw_dim(), mask.map(z, fastmath::gelu))
+                        .expect("same element count");
+                    self.tape
+                        .record(&inputs, a, || make(Some(Saved::PreActivation(y))))
+                }
+                LinearAct::Gelu => {
+                    mask.map_in_place(y.as_slice_mut().expect("standard layout"), fastmath::gelu);
+                    self.tape.record(&inputs, y, || make(None))
+                }
+            };
+        }
         match act {
             LinearAct::Identity => self.tape.record(&inputs, y, || make(None)),
             LinearAct::Relu => {
@@ -308,6 +417,77 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn linear_dropout_equals_linear_then_dropout_bit_for_bit() {
+        use rand::SeedableRng;
+        // Below and above the parallel threshold (300 · 200 elements), rank 2 and 3, every
+        // activation, with and without bias, on 1 and 2 threads.
+        for (xs, out, seed) in [(vec![3, 4, 5], 6, 1), (vec![300, 70], 200, 2)] {
+            let w = randn(&[out, xs[xs.len() - 1]], seed + 10);
+            let b = randn(&[out], seed + 20);
+            let x = randn(&xs, seed);
+            for act in ACTS {
+                for (with_bias, p) in [(true, 0.3), (false, 0.3), (true, 0.0)] {
+                    let inputs = if with_bias {
+                        vec![x.clone(), w.clone(), b.clone()]
+                    } else {
+                        vec![x.clone(), w.clone()]
+                    };
+                    let run = |fused: bool, threads: usize| {
+                        let pool = rayon::ThreadPoolBuilder::new()
+                            .num_threads(threads)
+                            .build()
+                            .unwrap();
+                        pool.install(|| {
+                            value_and_grads(&inputs, 5, move |_, v| {
+                                let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+                                let (bias, y) = (v.get(2).copied(), v[0]);
+                                let out = if fused {
+                                    y.linear_dropout(v[1], bias, act, p, &mut rng)
+                                } else {
+                                    y.linear(v[1], bias, act).dropout(p, &mut rng)
+                                };
+                                // The same RNG state afterwards: one draw (none for p = 0).
+                                out + v[0].tape().constant(crate::Tensor::from_elem(
+                                    ndarray::IxDyn(&[]),
+                                    rand::Rng::random::<f32>(&mut rng),
+                                ))
+                            })
+                        })
+                    };
+                    let want = run(false, 1);
+                    let what = format!("{xs:?} {act:?} bias {with_bias} p {p}");
+                    assert_eq!(run(true, 1), want, "{what}");
+                    assert_eq!(run(true, 2), want, "{what}, 2 threads");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn linear_dropout_gradient_checks() {
+        use rand::SeedableRng;
+        for act in ACTS {
+            let x = randn(&[4, 3, 5], 7) * 0.3;
+            let w = randn(&[4, 5], 8) * 0.3;
+            let b = ndarray::array![2.0_f32, -2.0, 2.5, -2.5].into_dyn();
+            assert_gradients(&[x, w, b], move |_, v| {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+                v[0].linear_dropout(v[1], Some(v[2]), act, 0.4, &mut rng)
+            });
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "linear_dropout: p must be in [0, 1), got 1")]
+    fn linear_dropout_p_one_panics() {
+        let tape = Tape::new();
+        let x = tape.constant(randn(&[2, 3], 1));
+        let w = tape.constant(randn(&[4, 3], 2));
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
+        let _ = x.linear_dropout(w, None, LinearAct::Relu, 1.0, &mut rng);
     }
 
     #[test]

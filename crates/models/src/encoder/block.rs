@@ -63,8 +63,10 @@ impl TransformerBlock {
     ) -> Var<'t> {
         let a = self.attn.forward(self.ln1.forward(x), Some(key_mask), ctx);
         let x = x + self.dropout.forward(a, ctx);
-        let f = self.ffn.forward(self.ln2.forward(x), ctx);
-        x + self.dropout.forward(f, ctx)
+        // The FFN's output layer and the residual dropout as one op.
+        x + self
+            .ffn
+            .forward_then_dropout(self.ln2.forward(x), &self.dropout, ctx)
     }
 }
 
