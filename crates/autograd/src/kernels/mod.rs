@@ -88,10 +88,22 @@ pub fn sum_rows(x: ndarray::ArrayView2<'_, f32>) -> ndarray::Array1<f32> {
     let width = x.ncols();
     let block = |rows: ndarray::ArrayView2<'_, f32>| -> Vec<f32> {
         let mut acc = vec![0.0_f32; width];
-        for row in rows.rows() {
-            match row.as_slice() {
-                Some(r) => acc.iter_mut().zip(r).for_each(|(a, &v)| *a += v),
-                None => acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v),
+        match rows.as_slice() {
+            // Contiguous rows: plain slice loops, compiled for the widest instruction set.
+            Some(flat) if width > 0 => fastmath::dispatch(
+                #[inline(always)]
+                || {
+                    for r in flat.chunks_exact(width) {
+                        for (a, &v) in acc.iter_mut().zip(r) {
+                            *a += v;
+                        }
+                    }
+                },
+            ),
+            _ => {
+                for row in rows.rows() {
+                    acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
+                }
             }
         }
         acc
