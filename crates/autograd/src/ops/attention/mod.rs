@@ -147,18 +147,34 @@ fn forward_item(
                     (&s.q[..], d.dhp)
                 };
                 gather_t(k, d, h, if direct { d.scale } else { 1.0 }, &mut s.kt);
-                // Scores and softmax in the cached scratch; the saved copy is appended (a
-                // fresh buffer written once, never zeroed first).
+                // Scores and softmax in the cached scratch; when the probabilities are kept,
+                // the softmax's last pass writes them straight into the saved buffer (fresh
+                // memory written once: no zeroing, no copy).
                 small::matmul::<false>(l, lp, dh, qa, lda, &s.kt, lp, &mut s.p, lp);
-                softmax_rows(&mut s.p, lp, bias, &mut s.row_sums);
-                if let Some(saved) = probs.as_deref_mut() {
-                    saved.extend_from_slice(&s.p);
-                }
+                let probs_h: &[f32] = match probs.as_deref_mut() {
+                    Some(saved) => {
+                        let start = saved.len();
+                        let spare = &mut saved.spare_capacity_mut()[..l * lp];
+                        softmax_rows(&mut s.p, lp, bias, &mut s.row_sums, Some(spare));
+                        #[allow(unsafe_code)]
+                        // SAFETY: `spare` (the `l·lp` elements after `start`, within the
+                        // capacity: the slice above would have panicked otherwise) was written
+                        // in full by the softmax's last pass, which covers every padded row.
+                        unsafe {
+                            saved.set_len(start + l * lp);
+                        }
+                        &saved[start..]
+                    }
+                    None => {
+                        softmax_rows(&mut s.p, lp, bias, &mut s.row_sums, None);
+                        &s.p
+                    }
+                };
                 let weights: &[f32] = match dropout {
-                    None => &s.p,
+                    None => probs_h,
                     Some(mask) => {
                         let base = ((b * d.heads + h) * l * l) as u64;
-                        apply_dropout(&mut s.ds, &s.p, &s.index, &mask, base);
+                        apply_dropout(&mut s.ds, probs_h, &s.index, &mask, base);
                         &s.ds
                     }
                 };

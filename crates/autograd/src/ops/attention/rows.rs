@@ -59,13 +59,21 @@ pub(super) fn scatter(src: &[f32], d: &Dims, h: usize, scale: f32, dst: &mut [f3
 // element functions (`exp`, the dropout hash), which the loop vectorizer handles — in a loop
 // over one 100- or 112-long row it left a third of the elements to its scalar remainder loop.
 
-/// Masked softmax of each padded score row of `p` `[L, L']` in place. `bias[j]` is 0 for a
+/// Masked softmax of each padded score row of `p` `[L, L']`: in place, or — when `out` is
+/// given — written into `out` (every element; `p` then holds the unnormalized exponentials).
+/// `bias[j]` is 0 for a
 /// kept key and `−∞` for a masked one (always so for the padding columns): masked entries get
 /// exactly 0, a row with nothing kept all 0. Maxima and sums use [`LANES`] partial lanes
 /// combined in a fixed order. (An additive `−∞` rather than a `bool` select: float-only lane
 /// loops vectorize; the byte mask made them scalar.)
 #[inline(always)]
-pub(super) fn softmax_rows(p: &mut [f32], lp: usize, bias: &[f32], row_sums: &mut [f32]) {
+pub(super) fn softmax_rows(
+    p: &mut [f32],
+    lp: usize,
+    bias: &[f32],
+    row_sums: &mut [f32],
+    out: Option<&mut [std::mem::MaybeUninit<f32>]>,
+) {
     for row in p.chunks_exact_mut(lp) {
         let m = pulp::Arch::new().dispatch(BiasMax { row, bias });
         // A row with nothing kept is all −∞: shift by 0 so that exp gives 0, not NaN.
@@ -88,11 +96,31 @@ pub(super) fn softmax_rows(p: &mut [f32], lp: usize, bias: &[f32], row_sums: &mu
         }
         *total = sums.iter().fold(0.0_f32, |s, &v| s + v);
     }
-    for (row, &total) in p.chunks_exact_mut(lp).zip(row_sums.iter()) {
-        let inv = if total > 0.0 { 1.0 / total } else { 0.0 };
-        for r in row.chunks_exact_mut(LANES) {
-            for v in r.iter_mut() {
-                *v *= inv;
+    let inverse = |total: f32| if total > 0.0 { 1.0 / total } else { 0.0 };
+    match out {
+        None => {
+            for (row, &total) in p.chunks_exact_mut(lp).zip(row_sums.iter()) {
+                let inv = inverse(total);
+                for r in row.chunks_exact_mut(LANES) {
+                    for v in r.iter_mut() {
+                        *v *= inv;
+                    }
+                }
+            }
+        }
+        Some(out) => {
+            assert_eq!(out.len(), p.len(), "softmax_rows: output length");
+            for ((row, o), &total) in p
+                .chunks_exact(lp)
+                .zip(out.chunks_exact_mut(lp))
+                .zip(row_sums.iter())
+            {
+                let inv = inverse(total);
+                for (r, o) in row.chunks_exact(LANES).zip(o.chunks_exact_mut(LANES)) {
+                    for (&v, o) in r.iter().zip(o) {
+                        o.write(v * inv);
+                    }
+                }
             }
         }
     }
