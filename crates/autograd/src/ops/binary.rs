@@ -6,6 +6,7 @@ use crate::kernels::{map2, use_parallel};
 use crate::tape::{BackwardOp, GradSink};
 use crate::{Tensor, Var};
 use ndarray::{IxDyn, Zip};
+use rayon::prelude::*;
 use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug)]
@@ -36,9 +37,46 @@ impl Kind {
     }
 }
 
+/// `out = a ∘ b` where `b` repeats over `a`'s leading axes (`a.shape` ends with `b.shape`,
+/// e.g. a `[L, d]` position table added to `[B, L, d]` tokens), both contiguous: plain slice
+/// loops per repetition (which vectorize) instead of a broadcast `Zip`. `swap` computes
+/// `b ∘ a` instead (for a repeated left operand).
+fn forward_repeated(kind: Kind, a: &[f32], b: &[f32], swap: bool) -> Vec<f32> {
+    let mut out = crate::kernels::zeros(a.len());
+    let f = |(o, x): (&mut [f32], &[f32])| {
+        for ((o, &x), &y) in o.iter_mut().zip(x).zip(b) {
+            *o = if swap {
+                kind.apply(y, x)
+            } else {
+                kind.apply(x, y)
+            };
+        }
+    };
+    // Whole repetitions per task, about `PAR_MIN_LEN` elements each.
+    let per_task = b.len() * (crate::kernels::PAR_MIN_LEN / b.len()).max(1);
+    if use_parallel(a.len()) {
+        out.par_chunks_mut(per_task)
+            .zip(a.par_chunks(per_task))
+            .for_each(|(o, x)| o.chunks_mut(b.len()).zip(x.chunks(b.len())).for_each(f));
+    } else {
+        out.chunks_mut(b.len()).zip(a.chunks(b.len())).for_each(f);
+    }
+    out
+}
+
 fn forward(kind: Kind, a: &Tensor, b: &Tensor) -> Tensor {
     if a.shape() == b.shape() {
         return map2(&a.view(), &b.view(), move |x, y| kind.apply(x, y));
+    }
+    // One operand repeated over the other's leading axes.
+    for (big, small, swap) in [(a, b, false), (b, a, true)] {
+        // (At least 16 elements per repetition, or the per-repetition loop costs more.)
+        if small.ndim() >= 1 && small.len() >= 16 && big.shape().ends_with(small.shape()) {
+            if let (Some(x), Some(y)) = (big.as_slice(), small.as_slice()) {
+                let out = forward_repeated(kind, x, y, swap);
+                return Tensor::from_shape_vec(big.raw_dim(), out).expect("same element count");
+            }
+        }
     }
     let shape = broadcast_shape(a.shape(), b.shape(), kind.name());
     let av = a.broadcast(IxDyn(&shape)).expect("broadcast shape checked");
@@ -271,6 +309,55 @@ mod tests {
         let grads = tape.backward(((x - z) * tape.constant(up.clone())).sum());
         assert_eq!(grads.wrt(x).unwrap(), up);
         assert_eq!(grads.wrt(z).unwrap(), neg);
+    }
+
+    #[test]
+    fn repeated_operand_fast_path_equals_the_broadcast_definition() {
+        use crate::Tensor;
+        // b repeats over a's leading axes (and the swapped order), below and above the
+        // parallel threshold, on 1 and 2 threads: element for element the broadcast formula.
+        for lead in [5, 300] {
+            let a = randn(&[lead, 7, 16], 1);
+            let b = randn(&[7, 16], 2).mapv(|x| x.abs() + 0.5);
+            let bb = b.broadcast(a.raw_dim()).unwrap();
+            type Op = fn(f32, f32) -> f32;
+            let ops: [(&str, Op); 4] = [
+                ("add", |x, y| x + y),
+                ("sub", |x, y| x - y),
+                ("mul", |x, y| x * y),
+                ("div", |x, y| x / y),
+            ];
+            for (name, f) in ops {
+                let want_ab = ndarray::Zip::from(&a)
+                    .and(&bb)
+                    .map_collect(|&x, &y| f(x, y));
+                let want_ba = ndarray::Zip::from(&a)
+                    .and(&bb)
+                    .map_collect(|&x, &y| f(y, x));
+                for threads in [1, 2] {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    let (ab, ba): (Tensor, Tensor) = pool.install(|| {
+                        let tape = Tape::new();
+                        let (x, y) = (tape.constant(a.clone()), tape.constant(b.clone()));
+                        let (ab, ba) = match name {
+                            "add" => (x + y, y + x),
+                            "sub" => (x - y, y - x),
+                            "mul" => (x * y, y * x),
+                            _ => (x / y, y / x),
+                        };
+                        ((*ab.value()).clone(), (*ba.value()).clone())
+                    });
+                    assert_eq!(ab, want_ab, "{name} lead {lead} {threads} threads");
+                    assert_eq!(ba, want_ba, "{name} swapped, lead {lead} {threads} threads");
+                }
+            }
+        }
+        assert_gradients(&[randn(&[3, 2, 16], 3), randn(&[2, 16], 4)], |_, v| {
+            v[0] * v[1] + v[1]
+        });
     }
 
     #[test]

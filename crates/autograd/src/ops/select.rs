@@ -67,7 +67,8 @@ impl BackwardOp for SelectBackward {
 impl<'t> Var<'t> {
     /// Replaces the elements where `mask` is `true` by `value` (which may be `f32::NEG_INFINITY`,
     /// as for attention masks before a softmax). The gradient is zero at filled positions and
-    /// passes through elsewhere.
+    /// passes through elsewhere. A mask with no `true` entry returns `self` unchanged (nothing
+    /// recorded, no copy).
     ///
     /// # Shapes
     /// `self: S`, `mask` broadcastable to `S` (e.g. `[B, 1, 1, L]` key-padding masks against
@@ -84,6 +85,10 @@ impl<'t> Var<'t> {
                 v.shape()
             )
         });
+        // Nothing to fill (e.g. a padding mask over full sequences): the identity.
+        if !mask.iter().any(|&c| c) {
+            return self;
+        }
         let z = Zip::from(&*v).and(&m);
         let f = move |&x: &f32, &c: &bool| if c { value } else { x };
         let out = if use_parallel(v.len()) {
@@ -157,6 +162,28 @@ mod tests {
             g.wrt(x).unwrap(),
             array![[1.0_f32, 0.0], [3.0, 0.0]].into_dyn()
         );
+    }
+
+    #[test]
+    fn masked_fill_with_nothing_to_fill_is_the_identity() {
+        let tape = Tape::new();
+        let x = tape.leaf(array![[1.0_f32, 2.0], [3.0, 4.0]].into_dyn());
+        let y = x.masked_fill(&array![false, false].into_dyn(), 9.0);
+        assert_eq!(*y.value(), *x.value());
+        let g = tape.backward_with_seed(y * x, array![[1.0_f32, 1.0], [1.0, 1.0]].into_dyn());
+        assert_eq!(
+            g.wrt(x).unwrap(),
+            array![[2.0_f32, 4.0], [6.0, 8.0]].into_dyn()
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "masked_fill: mask of shape [3] cannot be broadcast to [2, 2]")]
+    fn masked_fill_checks_the_shape_even_with_nothing_to_fill() {
+        let tape = Tape::new();
+        let _ = tape
+            .leaf(array![[1.0_f32, 2.0], [3.0, 4.0]].into_dyn())
+            .masked_fill(&array![false, false, false].into_dyn(), 0.0);
     }
 
     #[test]
