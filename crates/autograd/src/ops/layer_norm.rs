@@ -27,18 +27,29 @@ use std::sync::Arc;
 /// Lanes of the partial sums in the row reductions.
 const LANES: usize = 16;
 
-/// `Σ f(i)` over `0..n` in [`LANES`] partial sums combined in a fixed order (a serial `f32`
-/// sum cannot be vectorized: every add waits for the previous one).
+/// `Σ_i f(a[i], b[i], c[i])` over three equally long slices in [`LANES`] partial sums (lane
+/// `l` takes the elements `≡ l` mod [`LANES`] of the whole chunks) combined in a fixed order,
+/// then the tail (a serial `f32` sum cannot be vectorized: every add waits for the previous
+/// one). The slices are walked in fixed-size chunks, so the loops carry no bounds checks.
 #[inline(always)]
-fn lane_sum(n: usize, f: impl Fn(usize) -> f32) -> f32 {
+fn lane_sum(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) -> f32 {
     let mut acc = [0.0_f32; LANES];
-    let full = n / LANES * LANES;
-    for c in (0..full).step_by(LANES) {
-        for (l, a) in acc.iter_mut().enumerate() {
-            *a += f(c + l);
+    let (ca, cb, cc) = (
+        a.chunks_exact(LANES),
+        b.chunks_exact(LANES),
+        c.chunks_exact(LANES),
+    );
+    let (ta, tb, tc) = (ca.remainder(), cb.remainder(), cc.remainder());
+    for ((a, b), c) in ca.zip(cb).zip(cc) {
+        for (((s, &a), &b), &c) in acc.iter_mut().zip(a).zip(b).zip(c) {
+            *s += f(a, b, c);
         }
     }
-    let tail = (full..n).fold(0.0_f32, |s, i| s + f(i));
+    let tail = ta
+        .iter()
+        .zip(tb)
+        .zip(tc)
+        .fold(0.0_f32, |s, ((&a, &b), &c)| s + f(a, b, c));
     acc.iter().fold(0.0_f32, |s, &v| s + v) + tail
 }
 
@@ -47,8 +58,8 @@ fn lane_sum(n: usize, f: impl Fn(usize) -> f32) -> f32 {
 #[inline(always)]
 fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
     let n = x.len() as f32;
-    let mean = lane_sum(x.len(), |i| x[i]) / n;
-    let var = lane_sum(x.len(), |i| (x[i] - mean) * (x[i] - mean)) / n;
+    let mean = lane_sum(x, x, x, |v, _, _| v) / n;
+    let var = lane_sum(x, x, x, |v, _, _| (v - mean) * (v - mean)) / n;
     let t = var + eps;
     let rstd = if t == 0.0 { 0.0 } else { 1.0 / t.sqrt() };
     (mean, rstd)
@@ -143,8 +154,8 @@ impl BackwardOp for LayerNormBackward {
                         }
                         if want_x {
                             // mean(dŷ) and mean(dŷ ⊙ x̂).
-                            let s1 = lane_sum(d, |i| gr[i] * gamma[i]);
-                            let s2 = lane_sum(d, |i| gr[i] * gamma[i] * ((xr[i] - mu) * rs));
+                            let s1 = lane_sum(gr, gamma, gamma, |g, gm, _| g * gm);
+                            let s2 = lane_sum(gr, gamma, xr, |g, gm, xv| g * gm * ((xv - mu) * rs));
                             let (m1, m2) = (s1 / n, s2 / n);
                             let out = &mut dx_block[(r - r0) * d..(r - r0 + 1) * d];
                             for (((o, &xv), &gv), &gm) in out.iter_mut().zip(xr).zip(gr).zip(gamma)
