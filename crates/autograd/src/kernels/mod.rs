@@ -1,5 +1,5 @@
 //! Low-level kernels shared by the ops: the matrix multiply (`gemm`), register-blocked products
-//! of small in-cache matrices (`small`), vectorized transcendentals (`fastmath`) and parallel
+//! of small in-cache matrices (`small`), products over the nonzero inputs only (`sparse`), vectorized transcendentals (`fastmath`) and parallel
 //! element-wise loops.
 //!
 //! Element-wise loops run serially below [`PAR_MIN_LEN`] elements and with rayon above it. Each
@@ -11,6 +11,7 @@ pub mod alloc;
 pub mod fastmath;
 pub mod gemm;
 pub mod small;
+pub mod sparse;
 
 use crate::Tensor;
 use ndarray::{ArrayViewD, Zip};
