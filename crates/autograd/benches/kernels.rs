@@ -7,7 +7,8 @@
 //! Run: `cargo bench -p closeup-autograd --bench kernels`
 
 use closeup_autograd::gradcheck::randn;
-use closeup_autograd::kernels::gemm::{Threading, sgemm};
+use closeup_autograd::kernels::gemm::{Threading, affine_into_with, sgemm};
+use closeup_autograd::kernels::sparse::{SparseWeight, sparse_affine_into};
 use closeup_autograd::{Tape, Tensor};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ndarray::{Array2, Ix2, linalg::general_mat_mul};
@@ -194,8 +195,55 @@ fn transcendentals(c: &mut Criterion) {
     g.finish();
 }
 
+/// The serving head's expert second layer, `[500, 256] · [256, 256] + b` on one thread (a
+/// row block of `SplitHead::forward`), on ReLU-like inputs of several densities: the sparse
+/// product over the nonzero inputs against the dense `gemm`. Throughput counts the *dense*
+/// product's FLOPs at every density, so the rates compare directly as time.
+fn sparse_relu_input(c: &mut Criterion) {
+    let mut g = c.benchmark_group("sparse");
+    let (rows, inputs, out) = (500, 256, 256);
+    let w = mat(out, inputs, 1);
+    let ws = SparseWeight::new(w.view());
+    let b = mat(1, out, 2).remove_axis(ndarray::Axis(0));
+    let mut dst = Array2::<f32>::zeros((rows, out));
+    g.throughput(Throughput::Elements((2 * rows * inputs * out) as u64));
+    g.bench_function("dense gemm 500x256x256", |bench| {
+        let x = mat(rows, inputs, 3);
+        bench.iter(|| {
+            affine_into_with(
+                dst.view_mut(),
+                x.view(),
+                w.view(),
+                Some(b.view()),
+                Threading::Serial,
+            )
+        })
+    });
+    // Nonzero where a standard normal draw is below the density's quantile, so the zeros
+    // are scattered like a ReLU's.
+    let u = mat(rows, inputs, 4);
+    for (density, quantile) in [
+        (0.2, -0.8416),
+        (0.35, -0.3853),
+        (0.5, 0.0),
+        (0.65, 0.3853),
+        (0.8, 0.8416),
+    ] {
+        let x =
+            mat(rows, inputs, 5).mapv(f32::abs) * u.mapv(|z| if z < quantile { 1.0 } else { 0.0 });
+        g.bench_function(
+            BenchmarkId::new("sparse 500x256x256", format!("density {density}")),
+            |bench| {
+                bench.iter(|| sparse_affine_into(dst.view_mut(), x.view(), &ws, Some(b.view())))
+            },
+        );
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    sparse_relu_input,
     matmul,
     attention,
     fused,

@@ -183,3 +183,52 @@ fn columns_must_partition_the_input() {
     };
     m.forward_split(ndarray::Array2::zeros((2, 3)).view(), &split);
 }
+
+#[test]
+fn deep_experts_through_the_sparse_product_equal_the_full_head_on_any_thread_count() {
+    // Three expert layers of widths that are not multiples of the vector width: the second
+    // and third read ReLU outputs (about half zeros at this initialization, below the
+    // sparse product's density threshold), the second one into an intermediate array.
+    let cfg = MmoeConfig {
+        num_experts: 3,
+        expert_hidden: vec![40, 37, 19],
+        expert_dropout: 0.0,
+        residual: true,
+        gate_dropout: 0.0,
+        tower_hidden: vec![5],
+        tower_dropout: 0.0,
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let m = Mmoe::new(10, 3, &cfg, false, &mut rng);
+    let (user_cols, cand_cols, user) = ([2, 7], [0, 1, 3, 4, 5, 6, 8, 9], [0.9_f32, -0.3]);
+    let head = m.split_head(&user_cols, &cand_cols);
+    let cand = randn(&[600, 8], 12); // two blocks of 300 rows
+    let cand2 = cand.view().into_dimensionality::<Ix2>().unwrap();
+    let on = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| head.forward(cand2, &user))
+    };
+    let one = on(1);
+    assert_eq!(on(2), one);
+    assert_eq!(on(3), one);
+    let split = SplitInput {
+        user_cols: &user_cols,
+        user: &user,
+        cand_cols: &cand_cols,
+    };
+    let tape = closeup_autograd::Tape::no_grad();
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let slow = m
+        .forward(
+            tape.constant(join_split(&cand, &split)),
+            &mut ForwardCtx::eval(&mut r),
+        )
+        .logits
+        .value();
+    for (a, b) in one.iter().zip(slow.iter()) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+}
