@@ -47,7 +47,7 @@ pub use checkpoint::Checkpoint;
 pub use error::{AutogradError, Result};
 pub use grads::{Grad, Gradients, RowGrad};
 pub use optim::{Adam, Optimizer, Sgd};
-pub use parallel::{init_thread_pool, num_threads};
+pub use parallel::{init_thread_pool, num_threads, run_in_pool};
 pub use param::{Param, ParamId, ParamVisitor, ParamVisitorMut, Parameterized};
 pub use tape::{Tape, Var};
 

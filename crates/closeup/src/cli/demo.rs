@@ -39,6 +39,11 @@ pub struct DemoArgs {
 /// Runs `closeup demo`.
 pub fn run_demo(args: DemoArgs) -> Result<()> {
     init_threads(args.threads)?;
+    // On a pool thread: each parallel op starts from a worker (see `run_in_pool`).
+    closeup::autograd::run_in_pool(|| run_demo_in_pool(args))
+}
+
+fn run_demo_in_pool(args: DemoArgs) -> Result<()> {
     let size = if args.tiny {
         DemoSize::Tiny
     } else if args.quick {

@@ -83,6 +83,11 @@ fn parse_shapes(text: &str) -> std::result::Result<Shapes, String> {
 /// Runs `closeup grid`.
 pub fn run(args: GridArgs) -> Result<()> {
     init_threads(args.threads)?;
+    // On a pool thread: each parallel op starts from a worker (see `run_in_pool`).
+    closeup::autograd::run_in_pool(|| grid_command(args))
+}
+
+fn grid_command(args: GridArgs) -> Result<()> {
     let mut base: RunConfig = match &args.config {
         Some(p) => super::read_toml(p)?,
         None => RunConfig::default(),

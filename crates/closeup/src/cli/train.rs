@@ -93,6 +93,11 @@ fn resolve(args: &TrainArgs) -> Result<RunConfig> {
 /// Runs `closeup train`.
 pub fn run(args: TrainArgs) -> Result<()> {
     init_threads(args.threads)?;
+    // On a pool thread: each parallel op starts from a worker (see `run_in_pool`).
+    closeup::autograd::run_in_pool(|| train_command(args))
+}
+
+fn train_command(args: TrainArgs) -> Result<()> {
     let cfg = resolve(&args)?;
     let seq_len = cfg.model.sequence.seq_len;
     let read = ReadOptions {
