@@ -53,26 +53,13 @@ fn relu_in_place(y: &mut [f32]) {
     }
 }
 
-/// `g = 0` where the ReLU output `y` is not positive (the gradient of [`Var::relu`]).
-fn relu_mask_in_place(g: &mut [f32], y: &[f32]) {
+/// `g = g · scale` where the ReLU output `y` is positive, else 0: the gradient of [`Var::relu`]
+/// (`scale = 1`, exact), or of ReLU followed by dropout when `y` is the masked output (its
+/// kept elements are exactly the positive ones, and their factor is `scale`).
+fn relu_mask_in_place(g: &mut [f32], y: &[f32], scale: f32) {
     let f = |(g, y): (&mut [f32], &[f32])| {
         for (g, &y) in g.iter_mut().zip(y) {
             // `y > 0` exactly where the input was > 0 (NaN gets no gradient, as in `relu`).
-            *g = if y > 0.0 { *g } else { 0.0 };
-        }
-    };
-    if use_parallel(g.len()) {
-        g.par_chunks_mut(CHUNK).zip(y.par_chunks(CHUNK)).for_each(f);
-    } else {
-        f((g, y));
-    }
-}
-
-/// `g = g · scale` where the (masked) ReLU output `y` is positive, else 0: the gradient of
-/// ReLU followed by dropout, whose kept elements are exactly the positive outputs.
-fn relu_mask_scaled_in_place(g: &mut [f32], y: &[f32], scale: f32) {
-    let f = |(g, y): (&mut [f32], &[f32])| {
-        for (g, &y) in g.iter_mut().zip(y) {
             *g = if y > 0.0 { *g * scale } else { 0.0 };
         }
     };
@@ -148,14 +135,14 @@ impl BackwardOp for LinearBackward {
         let gs = g.as_slice_mut().expect("standard layout");
         let dz: Tensor = match (&self.saved, self.act, self.dropout) {
             (Some(Saved::Output(y)), LinearAct::Relu, None) => {
-                relu_mask_in_place(gs, y.get().as_slice().expect("standard layout"));
+                relu_mask_in_place(gs, y.get().as_slice().expect("standard layout"), 1.0);
                 g
             }
             (Some(Saved::Output(y)), LinearAct::Relu, Some(mask)) => {
                 // The saved output is after the mask: > 0 exactly where the element was kept
                 // and its input was > 0, and there the factor is the scale.
                 let y = y.get();
-                relu_mask_scaled_in_place(gs, y.as_slice().expect("standard layout"), mask.scale());
+                relu_mask_in_place(gs, y.as_slice().expect("standard layout"), mask.scale());
                 g
             }
             (Some(Saved::PreActivation(z)), LinearAct::Gelu, None) => map2_simd(
