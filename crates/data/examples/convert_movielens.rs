@@ -1,7 +1,7 @@
 //! Converts MovieLens `ratings.csv` (+ optional `tags.csv`) to an engagement log, then reads it
 //! back with the strict loader and prints statistics.
 //!
-//! `cargo run --release -p closeup-data --example movielens -- RATINGS.csv [TAGS.csv] OUT.jsonl`
+//! `cargo run --release -p closeup-data --example convert_movielens -- RATINGS.csv [TAGS.csv] OUT.jsonl`
 
 use closeup_data::movielens::{MovieLensOptions, convert_movielens};
 use closeup_data::{EngagementDataset, ReadOptions};
@@ -13,7 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (ratings, tags, out) = match args.as_slice() {
         [r, o] => (r, None, o),
         [r, t, o] => (r, Some(t.as_path()), o),
-        _ => return Err("usage: movielens RATINGS.csv [TAGS.csv] OUT.jsonl".into()),
+        _ => return Err("usage: convert_movielens RATINGS.csv [TAGS.csv] OUT.jsonl".into()),
     };
     let t0 = Instant::now();
     let stats = convert_movielens(ratings, tags, out, &MovieLensOptions::default())?;
