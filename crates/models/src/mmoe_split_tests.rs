@@ -35,17 +35,9 @@ fn split_head_equals_the_full_head() {
             cand_cols: &cand_cols,
         };
         let cand = randn(&[11, 6], 4);
-        let tape = closeup_autograd::Tape::no_grad();
         let cand2 = cand.view().into_dimensionality::<Ix2>().unwrap();
         let fast = m.forward_split(cand2, &split);
-        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-        let slow = m
-            .forward(
-                tape.constant(join_split(&cand, &split)),
-                &mut ForwardCtx::eval(&mut r),
-            )
-            .logits
-            .value();
+        let slow = full_forward(&m, &cand, &split);
         assert_eq!(fast.shape(), slow.shape());
         let fast = fast.into_dyn();
         for (a, b) in fast.iter().zip(slow.iter()) {
@@ -56,15 +48,7 @@ fn split_head_equals_the_full_head() {
 
 #[test]
 fn a_prepared_head_serves_many_requests() {
-    let cfg = MmoeConfig {
-        num_experts: 4,
-        expert_hidden: vec![6, 5],
-        expert_dropout: 0.0,
-        residual: true,
-        gate_dropout: 0.0,
-        tower_hidden: vec![3],
-        tower_dropout: 0.0,
-    };
+    let cfg = residual_eval_cfg(4, vec![6, 5], vec![3]);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
     let m = Mmoe::new(7, 3, &cfg, false, &mut rng);
     let (user_cols, cand_cols) = ([1, 4], [0, 2, 3, 5, 6]);
@@ -97,15 +81,7 @@ fn row_blocks_are_equal_and_at_most_the_maximum() {
 
 #[test]
 fn many_blocks_equal_the_full_head_on_any_thread_count() {
-    let cfg = MmoeConfig {
-        num_experts: 3,
-        expert_hidden: vec![5, 4],
-        expert_dropout: 0.0,
-        residual: true,
-        gate_dropout: 0.0,
-        tower_hidden: vec![3],
-        tower_dropout: 0.0,
-    };
+    let cfg = residual_eval_cfg(3, vec![5, 4], vec![3]);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
     let m = Mmoe::new(6, 2, &cfg, false, &mut rng);
     let (user_cols, cand_cols, user) = ([0, 3], [1, 2, 4, 5], [0.7_f32, -0.4]);
@@ -119,15 +95,7 @@ fn many_blocks_equal_the_full_head_on_any_thread_count() {
                            per-row and 1 shared columns"
 )]
 fn a_prepared_head_checks_the_request_widths() {
-    let cfg = MmoeConfig {
-        num_experts: 2,
-        expert_hidden: vec![4],
-        expert_dropout: 0.0,
-        residual: true,
-        gate_dropout: 0.0,
-        tower_hidden: vec![3],
-        tower_dropout: 0.0,
-    };
+    let cfg = residual_eval_cfg(2, vec![4], vec![3]);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
     let m = Mmoe::new(4, 1, &cfg, false, &mut rng);
     let head = m.split_head(&[0], &[1, 2, 3]);
@@ -138,15 +106,7 @@ fn a_prepared_head_checks_the_request_widths() {
 #[should_panic(expected = "do not partition 9 inputs")]
 fn columns_must_partition_the_input() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-    let cfg = MmoeConfig {
-        num_experts: 2,
-        expert_hidden: vec![4],
-        expert_dropout: 0.0,
-        residual: true,
-        gate_dropout: 0.0,
-        tower_hidden: vec![3],
-        tower_dropout: 0.0,
-    };
+    let cfg = residual_eval_cfg(2, vec![4], vec![3]);
     let m = Mmoe::new(9, 1, &cfg, false, &mut rng);
     let split = SplitInput {
         user_cols: &[0],
@@ -161,15 +121,7 @@ fn deep_experts_through_the_sparse_product_equal_the_full_head_on_any_thread_cou
     // Three expert layers of widths that are not multiples of the vector width: the second
     // and third read ReLU outputs (about half zeros at this initialization, below the
     // sparse product's density threshold), the second one into an intermediate array.
-    let cfg = MmoeConfig {
-        num_experts: 3,
-        expert_hidden: vec![40, 37, 19],
-        expert_dropout: 0.0,
-        residual: true,
-        gate_dropout: 0.0,
-        tower_hidden: vec![5],
-        tower_dropout: 0.0,
-    };
+    let cfg = residual_eval_cfg(3, vec![40, 37, 19], vec![5]);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
     let m = Mmoe::new(10, 3, &cfg, false, &mut rng);
     let (user_cols, cand_cols, user) = ([2, 7], [0, 1, 3, 4, 5, 6, 8, 9], [0.9_f32, -0.3]);
@@ -203,16 +155,44 @@ fn assert_head_equals_forward_on_1_2_3_threads(
         user,
         cand_cols,
     };
+    let slow = full_forward(m, cand, &split);
+    for (a, b) in one.iter().zip(slow.iter()) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+}
+
+/// `Mmoe::forward` (evaluation mode) on the joined input: the reference the split head is
+/// compared with.
+fn full_forward(
+    m: &Mmoe,
+    cand: &closeup_autograd::Tensor,
+    split: &SplitInput<'_>,
+) -> closeup_autograd::Tensor {
     let tape = closeup_autograd::Tape::no_grad();
     let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let slow = m
+    let logits = m
         .forward(
-            tape.constant(join_split(cand, &split)),
+            tape.constant(join_split(cand, split)),
             &mut ForwardCtx::eval(&mut r),
         )
         .logits
         .value();
-    for (a, b) in one.iter().zip(slow.iter()) {
-        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    (*logits).clone()
+}
+
+/// A residual MMoE configuration without dropout (the split head is evaluation-only).
+fn residual_eval_cfg(
+    num_experts: usize,
+    expert_hidden: Vec<usize>,
+    tower_hidden: Vec<usize>,
+) -> MmoeConfig {
+    MmoeConfig {
+        num_experts,
+        expert_hidden,
+        expert_dropout: 0.0,
+        residual: true,
+        gate_dropout: 0.0,
+        tower_hidden,
+        tower_dropout: 0.0,
     }
 }

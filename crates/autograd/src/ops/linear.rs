@@ -43,7 +43,7 @@ fn relu_in_place(y: &mut [f32]) {
     let f = |c: &mut [f32]| {
         // An unconditional select (not a conditional store), so the loop vectorizes.
         for v in c {
-            *v = if *v < 0.0 { 0.0 } else { *v };
+            *v = relu(*v);
         }
     };
     if use_parallel(y.len()) {

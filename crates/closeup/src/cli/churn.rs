@@ -1,6 +1,6 @@
 //! `closeup churn`: how differently two models score the same data (SPEC §2.4).
 
-use super::common::{init_threads, load, load_data, predict_options};
+use super::common::{load, load_data, predict_options, with_threads};
 use anyhow::{Result, bail};
 use clap::Args;
 use closeup::train::{PredictOptions, VocabBridge, churn, predict};
@@ -39,7 +39,10 @@ fn fmt(v: Option<f64>) -> String {
 
 /// Runs `closeup churn`.
 pub fn run(args: ChurnArgs) -> Result<()> {
-    init_threads(args.threads)?;
+    with_threads(args.threads, || churn_command(args))
+}
+
+fn churn_command(args: ChurnArgs) -> Result<()> {
     let a = load(&args.a)?;
     let b = load(&args.b)?;
     if a.vocab.feature_width() != b.vocab.feature_width() {

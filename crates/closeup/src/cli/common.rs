@@ -1,4 +1,4 @@
-//! Helpers shared by the model commands (train, eval, score, churn, gates).
+//! Helpers shared by the model commands (train, eval, score, churn, gates, grid, demo).
 
 use anyhow::{Context, Result};
 use closeup::data::metrics::MetricsReport;
@@ -10,6 +10,14 @@ use std::path::Path;
 /// Sizes the kernel thread pool once (0 = one thread per core).
 pub fn init_threads(threads: Option<usize>) -> Result<()> {
     closeup::autograd::init_thread_pool(threads.unwrap_or(0)).context("--threads")
+}
+
+/// Sizes the pool ([`init_threads`]) and runs the command `f` on one of its threads, so each
+/// parallel op starts from a worker instead of waking the pool from outside and sleeping
+/// until it is done (see `closeup_autograd::run_in_pool`).
+pub fn with_threads(threads: Option<usize>, f: impl FnOnce() -> Result<()> + Send) -> Result<()> {
+    init_threads(threads)?;
+    closeup::autograd::run_in_pool(f)
 }
 
 /// Loads a model directory.

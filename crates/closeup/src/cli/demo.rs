@@ -1,6 +1,6 @@
 //! `closeup demo`: the whole pipeline on the built-in simulator (see [`closeup::demo`]).
 
-use super::common::init_threads;
+use super::common::with_threads;
 use anyhow::Result;
 use clap::Args;
 use closeup::demo::{DemoOptions, DemoSize, run};
@@ -38,12 +38,10 @@ pub struct DemoArgs {
 
 /// Runs `closeup demo`.
 pub fn run_demo(args: DemoArgs) -> Result<()> {
-    init_threads(args.threads)?;
-    // On a pool thread: each parallel op starts from a worker (see `run_in_pool`).
-    closeup::autograd::run_in_pool(|| run_demo_in_pool(args))
+    with_threads(args.threads, || demo_command(args))
 }
 
-fn run_demo_in_pool(args: DemoArgs) -> Result<()> {
+fn demo_command(args: DemoArgs) -> Result<()> {
     let size = if args.tiny {
         DemoSize::Tiny
     } else if args.quick {

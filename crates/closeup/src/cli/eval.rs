@@ -1,6 +1,6 @@
 //! `closeup eval`: metrics of a trained model on a labelled engagement log.
 
-use super::common::{init_threads, load, load_data, metrics_table, predict_options};
+use super::common::{load, load_data, metrics_table, predict_options, with_threads};
 use anyhow::Result;
 use clap::Args;
 use closeup::train::evaluate;
@@ -26,7 +26,10 @@ pub struct EvalArgs {
 
 /// Runs `closeup eval`.
 pub fn run(args: EvalArgs) -> Result<()> {
-    init_threads(args.threads)?;
+    with_threads(args.threads, || eval_command(args))
+}
+
+fn eval_command(args: EvalArgs) -> Result<()> {
     let model = load(&args.model)?;
     let ds = load_data(&model, &args.data)?;
     let report = evaluate(&model.model, &ds, predict_options(&model), None);

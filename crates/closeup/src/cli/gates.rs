@@ -1,7 +1,7 @@
 //! `closeup gates`: expert utilization — the mean gate weight per task per expert over a data
 //! set, as a table and an SVG heatmap (the plot Pinterest used to check its experts).
 
-use super::common::{init_threads, load, load_data, predict_options};
+use super::common::{load, load_data, predict_options, with_threads};
 use anyhow::{Result, bail};
 use clap::Args;
 use closeup::data::write_atomic;
@@ -30,7 +30,10 @@ pub struct GatesArgs {
 
 /// Runs `closeup gates`.
 pub fn run(args: GatesArgs) -> Result<()> {
-    init_threads(args.threads)?;
+    with_threads(args.threads, || gates_command(args))
+}
+
+fn gates_command(args: GatesArgs) -> Result<()> {
     let model = load(&args.model)?;
     let ds = load_data(&model, &args.data)?;
     let preds = predict(&model.model, &ds, predict_options(&model), None);

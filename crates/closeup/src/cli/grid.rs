@@ -1,7 +1,7 @@
 //! `closeup grid`: the grid search of SPEC §2.6 — validation AUC per number of experts, expert
 //! shape and transformer width.
 
-use super::common::init_threads;
+use super::common::with_threads;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use closeup::data::{EngagementDataset, ReadOptions, write_atomic};
@@ -82,9 +82,7 @@ fn parse_shapes(text: &str) -> std::result::Result<Shapes, String> {
 
 /// Runs `closeup grid`.
 pub fn run(args: GridArgs) -> Result<()> {
-    init_threads(args.threads)?;
-    // On a pool thread: each parallel op starts from a worker (see `run_in_pool`).
-    closeup::autograd::run_in_pool(|| grid_command(args))
+    with_threads(args.threads, || grid_command(args))
 }
 
 fn grid_command(args: GridArgs) -> Result<()> {

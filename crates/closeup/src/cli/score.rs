@@ -1,6 +1,6 @@
 //! `closeup score`: one `{"scores": {...}}` line per input line.
 
-use super::common::{init_threads, load, load_data, predict_options};
+use super::common::{load, load_data, predict_options, with_threads};
 use anyhow::Result;
 use clap::Args;
 use closeup::data::write_jsonl;
@@ -54,7 +54,10 @@ impl Serialize for ScoreLine<'_> {
 
 /// Runs `closeup score`.
 pub fn run(args: ScoreArgs) -> Result<()> {
-    init_threads(args.threads)?;
+    with_threads(args.threads, || score_command(args))
+}
+
+fn score_command(args: ScoreArgs) -> Result<()> {
     let model = load(&args.model)?;
     let ds = load_data(&model, &args.data)?;
     let preds = predict(&model.model, &ds, predict_options(&model), None);

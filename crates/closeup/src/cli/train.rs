@@ -1,7 +1,7 @@
 //! `closeup train`: train a model on an engagement log and write `model.bin`, the resolved
 //! `config.toml` and `metrics.json` into a directory.
 
-use super::common::{init_threads, metrics_table};
+use super::common::{metrics_table, with_threads};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use closeup::data::{EngagementDataset, ReadOptions, write_atomic};
@@ -92,9 +92,7 @@ fn resolve(args: &TrainArgs) -> Result<RunConfig> {
 
 /// Runs `closeup train`.
 pub fn run(args: TrainArgs) -> Result<()> {
-    init_threads(args.threads)?;
-    // On a pool thread: each parallel op starts from a worker (see `run_in_pool`).
-    closeup::autograd::run_in_pool(|| train_command(args))
+    with_threads(args.threads, || train_command(args))
 }
 
 fn train_command(args: TrainArgs) -> Result<()> {
