@@ -124,6 +124,51 @@ fn fused(c: &mut Criterion) {
     g.finish();
 }
 
+/// The transformer FFN's hidden layer at the reference shape (`[25600, 64] → 256`, GELU,
+/// dropout 0.1), forward + backward: `linear_dropout` (one op) against `linear` then `dropout`
+/// (the same values and gradients bit for bit).
+fn linear_dropout(c: &mut Criterion) {
+    use closeup_autograd::LinearAct;
+    use rand::SeedableRng;
+    let mut g = c.benchmark_group("linear_dropout");
+    g.sample_size(10);
+    let x: Tensor = randn(&[25600, 64], 8);
+    let w: Tensor = randn(&[256, 64], 9);
+    let b: Tensor = randn(&[256], 10);
+    let seed: Tensor = randn(&[25600, 256], 11);
+    g.throughput(Throughput::Elements(seed.len() as u64));
+    for fused in [true, false] {
+        let name = if fused {
+            "fused fwd+bwd"
+        } else {
+            "linear then dropout fwd+bwd"
+        };
+        g.bench_function(name, |bench| {
+            bench.iter(|| {
+                let tape = Tape::new();
+                let (xv, wv, bv) = (
+                    tape.leaf(x.clone()),
+                    tape.leaf(w.clone()),
+                    tape.leaf(b.clone()),
+                );
+                let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+                let y = if fused {
+                    xv.linear_dropout(wv, Some(bv), LinearAct::Gelu, 0.1, &mut rng)
+                } else {
+                    xv.linear(wv, Some(bv), LinearAct::Gelu)
+                        .dropout(0.1, &mut rng)
+                };
+                black_box(
+                    tape.backward_with_seed(y, seed.clone())
+                        .wrt(xv)
+                        .map(|t| t.len()),
+                )
+            })
+        });
+    }
+    g.finish();
+}
+
 /// Multi-head self-attention of the reference encoder (batch 256, 100 tokens, 64 wide, 4 heads,
 /// a key mask, dropout 0.1 on the weights), forward + backward: the fused op against the
 /// composed path it replaces. Throughput in FLOP of the four per-head products of the forward
@@ -244,6 +289,7 @@ fn sparse_relu_input(c: &mut Criterion) {
 criterion_group!(
     benches,
     sparse_relu_input,
+    linear_dropout,
     matmul,
     attention,
     fused,
