@@ -105,13 +105,19 @@ impl BackwardOp for BinaryBackward {
         match self.kind {
             Kind::Add | Kind::Sub if same && self.a != self.b => {
                 let (want_a, want_b) = (sink.wants(self.a), sink.wants(self.b));
+                // `b`'s gradient from a view of `g`: its negation (one pass) or, for `+`,
+                // `g` itself when `a` does not need it, else a parallel copy.
                 let db = |g: Tensor| match self.kind {
                     Kind::Sub => crate::kernels::map1(&g.view(), |x| -x),
                     _ => g,
                 };
                 match (want_a, want_b) {
                     (true, true) => {
-                        sink.add(self.b, db(reduce_to(g.view(), g.shape())));
+                        let gb = match self.kind {
+                            Kind::Sub => crate::kernels::map1(&g.view(), |x| -x),
+                            _ => reduce_to(g.view(), g.shape()),
+                        };
+                        sink.add(self.b, gb);
                         sink.add(self.a, g);
                     }
                     (true, false) => sink.add(self.a, g),
