@@ -56,7 +56,7 @@ impl MultiHeadAttention {
     /// If `dim` is not divisible by `heads`, or `dropout` is not in `[0, 1)`.
     pub fn new(dim: usize, heads: usize, dropout: f32, rng: &mut impl Rng) -> Self {
         assert!(
-            heads > 0 && dim % heads == 0,
+            heads > 0 && dim.is_multiple_of(heads),
             "MultiHeadAttention::new: dim {dim} is not divisible by {heads} heads"
         );
         MultiHeadAttention {

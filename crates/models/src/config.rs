@@ -336,7 +336,7 @@ impl ModelConfig {
                 return Err(invalid(field, "must be > 0"));
             }
         }
-        if s.d_model % s.heads != 0 {
+        if !s.d_model.is_multiple_of(s.heads) {
             return Err(invalid(
                 "sequence.heads",
                 format!(

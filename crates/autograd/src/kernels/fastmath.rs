@@ -14,33 +14,47 @@
 //! identical for every instruction set, because only `+ − × ÷` and bit operations are used
 //! (no FMA contraction: Rust never fuses `a * b + c` on its own).
 
-/// `log2(e)`.
-const LOG2E: f32 = std::f32::consts::LOG2_E;
-/// `ln 2` split in a high part exact in f32 and a low correction (Cody–Waite).
-const LN2_HI: f32 = 0.693_359_4;
-const LN2_LO: f32 = -2.121_944_4e-4;
-/// Below this, `e^x` is under the smallest normal f32: the result is flushed to 0.
-const EXP_MIN: f32 = -87.336_55;
-/// Above this, `e^x` overflows: the result is `+∞`.
-const EXP_MAX: f32 = 88.722_84;
-/// `1.5·2²³`: adding and subtracting it rounds an `f32` of magnitude < 2²² to an integer.
-const ROUND_MAGIC: f32 = 12_582_912.0;
+/// The constants of [`exp`], shared with the explicit-SIMD copies of it (which must perform
+/// the same operations to give the same bits).
+pub(crate) mod exp_consts {
+    /// `log2(e)`.
+    pub(crate) const LOG2E: f32 = std::f32::consts::LOG2_E;
+    /// `ln 2` split in a high part exact in f32 and a low correction (Cody–Waite).
+    pub(crate) const LN2_HI: f32 = 0.693_359_4;
+    pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
+    /// Below this, `e^x` is under the smallest normal f32: the result is flushed to 0.
+    pub(crate) const EXP_MIN: f32 = -87.336_55;
+    /// Above this, `e^x` overflows: the result is `+∞`.
+    pub(crate) const EXP_MAX: f32 = 88.722_84;
+    /// The upper clamp of the argument: `n ≤ 127` in the exponent trick.
+    pub(crate) const CLAMP_MAX: f32 = 88.376_26;
+    /// `1.5·2²³`: adding and subtracting it rounds an `f32` of magnitude < 2²² to an integer.
+    pub(crate) const ROUND_MAGIC: f32 = 12_582_912.0;
+    /// The Cephes polynomial for `(e^r − 1 − r) / r²`, highest degree first.
+    pub(crate) const POLY: [f32; 6] = [
+        1.987_569_1e-4,
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        0.5,
+    ];
+}
+use exp_consts::{CLAMP_MAX, EXP_MAX, EXP_MIN, LN2_HI, LN2_LO, LOG2E, POLY, ROUND_MAGIC};
 
 /// `e^x`: Cody–Waite range reduction `x = n·ln 2 + r`, `|r| ≤ ln 2 / 2`, and the Cephes
 /// degree-5 polynomial for `e^r`; `2ⁿ` is built in the exponent bits. `exp(−∞) = 0`,
 /// `exp(+∞) = +∞`, NaN propagates.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    let xc = x.clamp(EXP_MIN, 88.376_26); // n ≤ 127 in the exponent trick
+    let xc = x.clamp(EXP_MIN, CLAMP_MAX);
     let t = xc * LOG2E + ROUND_MAGIC;
     let n = t - ROUND_MAGIC;
     let r = (xc - n * LN2_HI) - n * LN2_LO;
-    let mut p = 1.987_569_1e-4_f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
+    let mut p = POLY[0];
+    for &k in &POLY[1..] {
+        p = p * r + k;
+    }
     let y = (p * r * r + r) + 1.0;
     // `2ⁿ` from the bits of `t = 1.5·2²³ + n` (its last mantissa bits are `n`), with integer
     // adds and a shift: a float → int `as` cast is saturating in Rust, and that select chain

@@ -57,7 +57,7 @@ pub fn matmul<const TRANS_A: bool>(
     ldo: usize,
 ) {
     assert!(
-        n % LANES == 0,
+        n.is_multiple_of(LANES),
         "small::matmul: output width {n} is not a multiple of {LANES}"
     );
     if m == 0 || n == 0 {

@@ -71,11 +71,13 @@ fn forward(kind: Kind, a: &Tensor, b: &Tensor) -> Tensor {
     // One operand repeated over the other's leading axes.
     for (big, small, swap) in [(a, b, false), (b, a, true)] {
         // (At least 16 elements per repetition, or the per-repetition loop costs more.)
-        if small.ndim() >= 1 && small.len() >= 16 && big.shape().ends_with(small.shape()) {
-            if let (Some(x), Some(y)) = (big.as_slice(), small.as_slice()) {
-                let out = forward_repeated(kind, x, y, swap);
-                return Tensor::from_shape_vec(big.raw_dim(), out).expect("same element count");
-            }
+        if small.ndim() >= 1
+            && small.len() >= 16
+            && big.shape().ends_with(small.shape())
+            && let (Some(x), Some(y)) = (big.as_slice(), small.as_slice())
+        {
+            let out = forward_repeated(kind, x, y, swap);
+            return Tensor::from_shape_vec(big.raw_dim(), out).expect("same element count");
         }
     }
     let shape = broadcast_shape(a.shape(), b.shape(), kind.name());

@@ -169,11 +169,11 @@ impl BackwardOp for LinearBackward {
             .view()
             .into_dimensionality::<Ix2>()
             .expect("2-D weight");
-        if let Some(b) = self.b {
-            if sink.wants(b) {
-                // The same reduction (and order) as the composed broadcast add's backward.
-                sink.add(b, crate::kernels::sum_rows(dz2.view()).into_dyn());
-            }
+        if let Some(b) = self.b
+            && sink.wants(b)
+        {
+            // The same reduction (and order) as the composed broadcast add's backward.
+            sink.add(b, crate::kernels::sum_rows(dz2.view()).into_dyn());
         }
         if sink.wants(self.w) {
             add_product(sink, self.w, dz2.t(), x2, self.w_val.shape());

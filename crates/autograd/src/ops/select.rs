@@ -143,7 +143,7 @@ mod tests {
 
     fn mask(shape: &[usize], seed: usize) -> ArrayD<bool> {
         ArrayD::from_shape_fn(IxDyn(shape), |i| {
-            (i.as_array_view().iter().sum::<usize>() * 7 + seed) % 3 == 0
+            (i.as_array_view().iter().sum::<usize>() * 7 + seed).is_multiple_of(3)
         })
     }
 

@@ -25,7 +25,7 @@
 
 use super::dropout::Mask;
 use crate::kernels::fastmath::dispatch;
-use crate::kernels::small::{self, LANES, padded};
+use crate::kernels::small::{self, padded};
 use crate::kernels::zeros;
 use crate::tape::{BackwardOp, GradSink};
 use crate::{Tensor, Var};
@@ -113,8 +113,10 @@ impl Scratch {
 }
 
 mod rows;
+#[cfg(target_arch = "x86_64")]
+mod simd;
 use rows::{
-    apply_dropout, dot, dropout_factors, gather, gather_t, multiply, multiply_in_place, scatter,
+    apply_dropout, dropout_factors, gather, gather_t, multiply, scatter, score_grad_rows,
     softmax_rows, unpadded_index,
 };
 
@@ -246,21 +248,8 @@ fn backward_item(
                 }
                 // dW = dO · Vᵀ; dP = dW ⊙ F; dS = P ⊙ (dP − Σ_j dP ⊙ P), all in `s.p`.
                 small::matmul::<false>(l, lp, dh, douth, stride, &s.vt, lp, &mut s.p, lp);
-                if dropout.is_some() {
-                    multiply_in_place(&mut s.p, &s.factors);
-                }
-                for ((g, pr), dt) in
-                    s.p.chunks_exact_mut(lp)
-                        .zip(p.chunks_exact(lp))
-                        .zip(&mut s.row_sums)
-                {
-                    *dt = dot(g, pr);
-                    for (g, pv) in g.chunks_exact_mut(LANES).zip(pr.chunks_exact(LANES)) {
-                        for (g, &pv) in g.iter_mut().zip(pv) {
-                            *g = pv * (*g - *dt) * ds_scale;
-                        }
-                    }
-                }
+                let factors = dropout.is_some().then_some(&s.factors[..]);
+                score_grad_rows(&mut s.p, p, factors, lp, &mut s.row_sums, ds_scale);
                 // dQ = dS · K / √d_h, dK = dSᵀ · Q / √d_h (the scale in dS or in the copy of Q).
                 if direct {
                     let dqh = &mut dq[h * dh..];

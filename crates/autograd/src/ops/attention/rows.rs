@@ -11,7 +11,7 @@ use crate::ops::dropout::Mask;
 /// scalar remainder).
 #[inline(always)]
 pub(super) fn copy_scaled(dst: &mut [f32], src: &[f32], scale: f32) {
-    if dst.len() % LANES == 0 {
+    if dst.len().is_multiple_of(LANES) {
         for (o, x) in dst.chunks_exact_mut(LANES).zip(src.chunks_exact(LANES)) {
             for (o, &x) in o.iter_mut().zip(x) {
                 *o = x * scale;
@@ -68,6 +68,27 @@ pub(super) fn scatter(src: &[f32], d: &Dims, h: usize, scale: f32, dst: &mut [f3
 /// loops vectorize; the byte mask made them scalar.)
 #[inline(always)]
 pub(super) fn softmax_rows(
+    p: &mut [f32],
+    lp: usize,
+    bias: &[f32],
+    row_sums: &mut [f32],
+    out: Option<&mut [std::mem::MaybeUninit<f32>]>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        #[allow(unsafe_code)]
+        // SAFETY: AVX-512F is available (checked just above).
+        unsafe {
+            super::simd::softmax_rows(p, lp, bias, row_sums, out);
+        }
+        return;
+    }
+    softmax_rows_portable(p, lp, bias, row_sums, out);
+}
+
+/// [`softmax_rows`] on any CPU.
+#[inline(always)]
+pub(super) fn softmax_rows_portable(
     p: &mut [f32],
     lp: usize,
     bias: &[f32],
@@ -155,10 +176,58 @@ impl pulp::WithSimd for BiasMax<'_> {
     }
 }
 
+/// The score gradients of one head in place: `g` holds `dW = dO · Vᵀ` `[L, L']` and becomes
+/// `dS = P ⊙ (dP − Σ_j dP ⊙ P) · scale` row by row, where `dP = dW ⊙ F` with the dropout
+/// factors `F` (`dP = dW` without dropout); `row_sums` receives each row's `Σ_j dP ⊙ P`
+/// (fused multiply-adds in [`LANES`] partial sums, combined in lane order).
+#[inline(always)]
+pub(super) fn score_grad_rows(
+    g: &mut [f32],
+    p: &[f32],
+    factors: Option<&[f32]>,
+    lp: usize,
+    row_sums: &mut [f32],
+    scale: f32,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        #[allow(unsafe_code)]
+        // SAFETY: AVX-512F is available (checked just above).
+        unsafe {
+            super::simd::score_grad_rows(g, p, factors, lp, row_sums, scale);
+        }
+        return;
+    }
+    score_grad_rows_portable(g, p, factors, lp, row_sums, scale);
+}
+
+/// [`score_grad_rows`] on any CPU.
+#[inline(always)]
+pub(super) fn score_grad_rows_portable(
+    g: &mut [f32],
+    p: &[f32],
+    factors: Option<&[f32]>,
+    lp: usize,
+    row_sums: &mut [f32],
+    scale: f32,
+) {
+    if let Some(f) = factors {
+        multiply_in_place(g, f);
+    }
+    for ((g, pr), dt) in g.chunks_exact_mut(lp).zip(p.chunks_exact(lp)).zip(row_sums) {
+        *dt = dot(g, pr);
+        for (g, pv) in g.chunks_exact_mut(LANES).zip(pr.chunks_exact(LANES)) {
+            for (g, &pv) in g.iter_mut().zip(pv) {
+                *g = pv * (*g - *dt) * scale;
+            }
+        }
+    }
+}
+
 /// `Σ_j a[j] · b[j]` over slices whose length is a multiple of [`LANES`], in [`LANES`]
 /// partial sums combined in a fixed order.
 #[inline(always)]
-pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut sums = [0.0_f32; LANES];
     for (a, b) in a.chunks_exact(LANES).zip(b.chunks_exact(LANES)) {
         for ((s, &x), &y) in sums.iter_mut().zip(a).zip(b) {
@@ -197,7 +266,7 @@ pub(super) fn multiply(w: &mut [f32], x: &[f32], f: &[f32]) {
 
 /// `w ⊙= f` element-wise.
 #[inline(always)]
-pub(super) fn multiply_in_place(w: &mut [f32], f: &[f32]) {
+fn multiply_in_place(w: &mut [f32], f: &[f32]) {
     for (w, &f) in w.iter_mut().zip(f) {
         *w *= f;
     }
