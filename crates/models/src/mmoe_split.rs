@@ -59,9 +59,18 @@ fn columns(w: ArrayView2<'_, f32>, off: usize, cols: &[usize]) -> Array2<f32> {
     w.select(Axis(1), &idx)
 }
 
-/// ReLU in place (any strides), with the same `x < 0` test as `Var::relu`.
+/// ReLU in place (any strides), with the same `x < 0` test as `Var::relu`. Row by row over
+/// contiguous slices where the rows are (the head's views — a column range of the wide first
+/// layer, an expert's slot of `[C, E, H]` — have contiguous rows but are not contiguous as a
+/// whole, and `mapv_inplace` on them made one closure call per element: ≈ 5 % of a request).
 fn relu(mut y: ArrayViewMut2<'_, f32>) {
-    y.mapv_inplace(|v| if v < 0.0 { 0.0 } else { v });
+    let f = |v: f32| if v < 0.0 { 0.0 } else { v };
+    for mut row in y.rows_mut() {
+        match row.as_slice_mut() {
+            Some(row) => row.iter_mut().for_each(|v| *v = f(*v)),
+            None => row.mapv_inplace(f),
+        }
+    }
 }
 
 /// `act(x · Wᵀ + b)` as a new `[rows, out]` array, ReLU or identity, on the calling thread.
