@@ -1,4 +1,6 @@
-//! The single-precision matrix multiply behind every matmul, on the `gemm` crate.
+//! The single-precision matrix multiply behind every matmul, on the `gemm` crate — except the
+//! thin products (inner dimension and width ≤ 256) on AVX-512 CPUs, which run on unpacked
+//! register blocks and write a new output once (`thin.rs`).
 //!
 //! Operands are [`ArrayView2`]s with arbitrary strides, so a transposed operand is just a
 //! view (`a.t()`), never a copy. Large products use the rayon pool through `gemm`'s own
@@ -20,6 +22,11 @@ pub enum Threading {
     Auto,
     /// Stay on the calling thread (inside an outer parallel loop).
     Serial,
+}
+
+/// Whether an `[m, k] · [k, n]` product may use the pool.
+fn parallel_product(m: usize, n: usize, k: usize, threading: Threading) -> bool {
+    threading == Threading::Auto && m * n * k >= PAR_MIN_FLOPS && rayon::current_num_threads() > 1
 }
 
 /// `c = a · b` (or `c += a · b` when `accumulate`).
@@ -51,11 +58,16 @@ pub fn sgemm(
         }
         return;
     }
-    let parallelism = match threading {
-        Threading::Auto if m * n * k >= PAR_MIN_FLOPS && rayon::current_num_threads() > 1 => {
-            gemm::Parallelism::Rayon(rayon::current_num_threads())
-        }
-        _ => gemm::Parallelism::None,
+    let parallel = parallel_product(m, n, k, threading);
+    // Thin products (see `thin.rs`) run on unpacked register blocks.
+    #[cfg(target_arch = "x86_64")]
+    if super::thin::try_sgemm(&mut c, a, b, accumulate, parallel) {
+        return;
+    }
+    let parallelism = if parallel {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
     };
     let (c_rs, c_cs) = (c.strides()[0], c.strides()[1]);
     let (a_rs, a_cs) = (a.strides()[0], a.strides()[1]);
@@ -156,6 +168,23 @@ pub fn affine_with(
     };
     check_bias(b, w);
     let (rows, out) = (x.nrows(), w.nrows());
+    assert_eq!(
+        x.ncols(),
+        w.ncols(),
+        "affine: input shape {:?} vs weight shape {:?}",
+        x.shape(),
+        w.shape()
+    );
+    // Thin products start each output from its bias in a register: no bias fill first.
+    #[cfg(target_arch = "x86_64")]
+    if let Some(y) = super::thin::try_new(
+        x,
+        w.t(),
+        Some(b),
+        parallel_product(rows, out, x.ncols(), threading),
+    ) {
+        return y;
+    }
     let b: Cow<'_, [f32]> = b
         .as_slice()
         .map_or_else(|| Cow::Owned(b.to_vec()), Cow::Borrowed);
@@ -202,6 +231,19 @@ pub fn sgemm_new(
     threading: Threading,
 ) -> Array2<f32> {
     let (m, n) = (a.nrows(), b.ncols());
+    assert_eq!(
+        a.ncols(),
+        b.nrows(),
+        "sgemm: shapes a {:?} · b {:?} do not match",
+        a.shape(),
+        b.shape()
+    );
+    // Thin products write their output once (no zeroing first).
+    #[cfg(target_arch = "x86_64")]
+    if let Some(y) = super::thin::try_new(a, b, None, parallel_product(m, n, a.ncols(), threading))
+    {
+        return y;
+    }
     write_once(ndarray::Ix2(m, n), |out| {
         let c = ArrayViewMut2::from_shape((m, n), out).expect("m · n elements");
         sgemm(c, a, b, false, threading);

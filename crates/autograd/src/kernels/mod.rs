@@ -12,6 +12,8 @@ pub mod fastmath;
 pub mod gemm;
 pub mod small;
 pub mod sparse;
+#[cfg(target_arch = "x86_64")]
+mod thin;
 
 use crate::Tensor;
 use ndarray::{ArrayViewD, Zip};

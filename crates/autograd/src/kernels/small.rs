@@ -166,7 +166,7 @@ fn block<const TRANS_A: bool, const R: usize>(
 /// checked every operand's extent.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
-mod avx512 {
+pub(crate) mod avx512 {
     use super::{LANES, ROWS};
     use std::arch::x86_64::{
         __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
@@ -201,21 +201,46 @@ mod avx512 {
         ldo: usize,
     ) {
         let (a, b, out) = (a.as_ptr(), b.as_ptr(), out.as_mut_ptr());
+        // SAFETY: the caller's contract.
+        unsafe { product::<TRANS_A, false>(m, n, k, a, lda, b, ldb, std::ptr::null(), out, ldo) }
+    }
+
+    /// [`matmul`] on pointers, each output starting from `bias[j]` when `bias` is not null
+    /// (and not `ACC`).
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F, `n` is a multiple of [`LANES`], every element the sizes and
+    /// strides address is within its allocation (`out`'s may be uninitialized unless `ACC`:
+    /// they are only written), and a non-null `bias` points to `n` elements.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn product<const TRANS_A: bool, const ACC: bool>(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        ldb: usize,
+        bias: *const f32,
+        out: *mut f32,
+        ldo: usize,
+    ) {
         let blocks = n / LANES;
         // SAFETY (every call below): the block's rows `i .. i + R` are below `m` and its
         // column blocks below `blocks`, so it touches only elements the caller vouched for.
         if blocks == 1 {
             let mut i = 0;
             while i + ROWS <= m {
-                unsafe { block::<TRANS_A, ROWS, 1>(i, 0, k, a, lda, b, ldb, out, ldo) };
+                unsafe { block::<TRANS_A, ACC, ROWS, 1>(i, 0, k, a, lda, b, ldb, bias, out, ldo) };
                 i += ROWS;
             }
             while i + 4 <= m {
-                unsafe { block::<TRANS_A, 4, 1>(i, 0, k, a, lda, b, ldb, out, ldo) };
+                unsafe { block::<TRANS_A, ACC, 4, 1>(i, 0, k, a, lda, b, ldb, bias, out, ldo) };
                 i += 4;
             }
             while i < m {
-                unsafe { block::<TRANS_A, 1, 1>(i, 0, k, a, lda, b, ldb, out, ldo) };
+                unsafe { block::<TRANS_A, ACC, 1, 1>(i, 0, k, a, lda, b, ldb, bias, out, ldo) };
                 i += 1;
             }
             return;
@@ -226,11 +251,13 @@ mod avx512 {
             let j0 = jb * LANES;
             let mut i = 0;
             while i + WIDE_ROWS <= m {
-                unsafe { wide::<TRANS_A, WIDE_ROWS>(nb, i, j0, k, a, lda, b, ldb, out, ldo) };
+                unsafe {
+                    wide::<TRANS_A, ACC, WIDE_ROWS>(nb, i, j0, k, a, lda, b, ldb, bias, out, ldo)
+                };
                 i += WIDE_ROWS;
             }
             while i < m {
-                unsafe { wide::<TRANS_A, 1>(nb, i, j0, k, a, lda, b, ldb, out, ldo) };
+                unsafe { wide::<TRANS_A, ACC, 1>(nb, i, j0, k, a, lda, b, ldb, bias, out, ldo) };
                 i += 1;
             }
             jb += nb;
@@ -243,7 +270,7 @@ mod avx512 {
     /// As [`block`].
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn wide<const TRANS_A: bool, const R: usize>(
+    unsafe fn wide<const TRANS_A: bool, const ACC: bool, const R: usize>(
         nb: usize,
         i0: usize,
         j0: usize,
@@ -252,6 +279,7 @@ mod avx512 {
         lda: usize,
         b: *const f32,
         ldb: usize,
+        bias: *const f32,
         out: *mut f32,
         ldo: usize,
     ) {
@@ -259,7 +287,7 @@ mod avx512 {
             ($($nb:literal)*) => {
                 match nb {
                     $($nb => unsafe {
-                        block::<TRANS_A, R, $nb>(i0, j0, k, a, lda, b, ldb, out, ldo)
+                        block::<TRANS_A, ACC, R, $nb>(i0, j0, k, a, lda, b, ldb, bias, out, ldo)
                     },)*
                     _ => unreachable!("at most {WIDE_BLOCKS} column blocks"),
                 }
@@ -269,16 +297,17 @@ mod avx512 {
     }
 
     /// One `R × (NB·LANES)` block of the output at row `i0`, column `j0`: accumulators for
-    /// the whole block, `B`'s `NB` pieces loaded once per step `p`, one broadcast of `A` per
+    /// the whole block (starting from the output's values when `ACC`, else from the bias when
+    /// there is one, else from 0), `B`'s `NB` pieces loaded once per step `p`, one broadcast of `A` per
     /// row, terms added in increasing `p` (as the portable block does).
     ///
     /// # Safety
     /// AVX-512F is available; rows `i0 .. i0 + R` of `A` (columns `i0 .. i0 + R` of `Aᵀ`),
-    /// rows `0 .. k` of `B` at columns `j0 .. j0 + NB·LANES`, and the block's output
-    /// elements are in bounds.
+    /// rows `0 .. k` of `B` at columns `j0 .. j0 + NB·LANES`, the block's output elements
+    /// (initialized if `ACC`) and a non-null bias's columns are in bounds.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn block<const TRANS_A: bool, const R: usize, const NB: usize>(
+    unsafe fn block<const TRANS_A: bool, const ACC: bool, const R: usize, const NB: usize>(
         i0: usize,
         j0: usize,
         k: usize,
@@ -286,12 +315,27 @@ mod avx512 {
         lda: usize,
         b: *const f32,
         ldb: usize,
+        bias: *const f32,
         out: *mut f32,
         ldo: usize,
     ) {
         // SAFETY: in bounds by the function's contract; AVX-512F by its target feature.
         unsafe {
             let mut acc: [[__m512; NB]; R] = [[_mm512_setzero_ps(); NB]; R];
+            if ACC {
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let row = out.add((i0 + r) * ldo + j0);
+                    for (c, v) in acc.iter_mut().enumerate() {
+                        *v = _mm512_loadu_ps(row.add(c * LANES));
+                    }
+                }
+            } else if !bias.is_null() {
+                for acc in acc.iter_mut() {
+                    for (c, v) in acc.iter_mut().enumerate() {
+                        *v = _mm512_loadu_ps(bias.add(j0 + c * LANES));
+                    }
+                }
+            }
             for p in 0..k {
                 let brow = b.add(p * ldb + j0);
                 let mut bv: [__m512; NB] = [_mm512_setzero_ps(); NB];
