@@ -7,7 +7,7 @@
 //! Run: `cargo bench -p closeup-autograd --bench kernels`
 
 use closeup_autograd::gradcheck::randn;
-use closeup_autograd::kernels::gemm::{Threading, affine_into_with, sgemm};
+use closeup_autograd::kernels::gemm::{Threading, affine, affine_into_with, sgemm};
 use closeup_autograd::kernels::sparse::{SparseWeight, sparse_affine_into};
 use closeup_autograd::{Tape, Tensor};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -43,6 +43,40 @@ fn matmul(c: &mut Criterion) {
         });
         g.bench_function(BenchmarkId::new("matrixmultiply", name), |bench| {
             bench.iter(|| general_mat_mul(1.0, &a, &b, 0.0, &mut out))
+        });
+    }
+    g.finish();
+}
+
+/// The encoder's thin affine products (`x · Wᵀ + b`, `[25600, k] → n`): on AVX-512 CPUs
+/// `affine` runs them on unpacked register blocks written once (`kernels/thin.rs`); the same
+/// product with `x` handed over as a strided view (a column range of a wider array) falls back
+/// to the `gemm` crate, with the bias written first — the path it replaced.
+fn thin_products(c: &mut Criterion) {
+    let mut g = c.benchmark_group("thin_products");
+    g.sample_size(20);
+    for (k, n, name) in [
+        (64, 64, "projection 25600x64->64"),
+        (64, 256, "FFN up 25600x64->256"),
+        (256, 64, "FFN down 25600x256->64"),
+    ] {
+        let m = 25600;
+        let wide = mat(m, k + 16, 12);
+        let x = wide.slice(ndarray::s![.., ..k]).to_owned();
+        let w = mat(n, k, 13);
+        let b = mat(1, n, 14).into_shape_with_order(n).expect("n");
+        g.throughput(Throughput::Elements((2 * m * k * n) as u64));
+        g.bench_function(BenchmarkId::new("thin", name), |bench| {
+            bench.iter(|| black_box(affine(x.view(), w.view(), Some(b.view()))))
+        });
+        g.bench_function(BenchmarkId::new("gemm (strided x)", name), |bench| {
+            bench.iter(|| {
+                black_box(affine(
+                    wide.slice(ndarray::s![.., ..k]),
+                    w.view(),
+                    Some(b.view()),
+                ))
+            })
         });
     }
     g.finish();
@@ -291,6 +325,7 @@ criterion_group!(
     sparse_relu_input,
     linear_dropout,
     matmul,
+    thin_products,
     attention,
     fused,
     multi_head_attention,
