@@ -399,11 +399,14 @@ mod tests {
 
     #[test]
     fn matches_the_definition_with_row_tails_strides_and_transposed_a() {
-        // m not a multiple of ROWS, strides larger than the widths, k not a multiple of anything.
+        // m not a multiple of ROWS, strides larger than the widths, k not a multiple of anything,
+        // widths of 1–8 column blocks (wide blocks of 4 and their remainders).
         for &(m, n, k) in &[
             (7, 16, 5),
             (100, 112, 16),
+            (100, 16, 100),
             (13, 32, 100),
+            (7, 48, 33),
             (10, 80, 9),
             (3, 128, 4),
             (1, 16, 1),
@@ -413,14 +416,20 @@ mod tests {
             let a = values(lda * (k.max(m) + 1), 1);
             let b = values(ldb * (k + 1), 2);
             for trans in [false, true] {
-                let mut out = vec![f32::NAN; ldo * m];
+                let (mut out, mut slow) = (vec![f32::NAN; ldo * m], vec![f32::NAN; ldo * m]);
                 dispatch(|| {
                     if trans {
                         matmul::<true>(m, n, k, &a, lda, &b, ldb, &mut out, ldo);
+                        portable::<true>(m, n, k, &a, lda, &b, ldb, &mut slow, ldo);
                     } else {
                         matmul::<false>(m, n, k, &a, lda, &b, ldb, &mut out, ldo);
+                        portable::<false>(m, n, k, &a, lda, &b, ldb, &mut slow, ldo);
                     }
                 });
+                // Whatever path `matmul` took on this CPU (AVX-512 blocks or the portable
+                // ones), each output adds the same terms in the same order: the same bits.
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&out), bits(&slow), "m {m} n {n} k {k} trans {trans}");
                 let at = |i: usize, p: usize| {
                     if trans {
                         a[p * lda + i]
@@ -440,38 +449,6 @@ mod tests {
                     // Columns past n in the output rows are not touched.
                     assert!(out[i * ldo + n..(i + 1) * ldo].iter().all(|v| v.is_nan()));
                 }
-            }
-        }
-    }
-
-    #[test]
-    fn the_simd_path_gives_the_portable_blocks_bits() {
-        // Whatever path `matmul` takes on this CPU (AVX-512 blocks or the portable ones), each
-        // output adds the same terms in the same order: the same bits. Widths of 1–8 column
-        // blocks (wide blocks of 4 and their remainders), row tails, both layouts of `A`.
-        for &(m, n, k) in &[
-            (100, 112, 16),
-            (100, 16, 100),
-            (7, 48, 33),
-            (13, 128, 5),
-            (2, 80, 1),
-        ] {
-            let (lda, ldb, ldo) = (k.max(m) + 1, n + 3, n + 2);
-            let a = values(lda * (k.max(m) + 1), 3);
-            let b = values(ldb * (k + 1), 4);
-            for trans in [false, true] {
-                let (mut fast, mut slow) = (vec![0.0; ldo * m], vec![0.0; ldo * m]);
-                dispatch(|| {
-                    if trans {
-                        matmul::<true>(m, n, k, &a, lda, &b, ldb, &mut fast, ldo);
-                        portable::<true>(m, n, k, &a, lda, &b, ldb, &mut slow, ldo);
-                    } else {
-                        matmul::<false>(m, n, k, &a, lda, &b, ldb, &mut fast, ldo);
-                        portable::<false>(m, n, k, &a, lda, &b, ldb, &mut slow, ldo);
-                    }
-                });
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&fast), bits(&slow), "m {m} n {n} k {k} trans {trans}");
             }
         }
     }
