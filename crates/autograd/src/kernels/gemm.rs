@@ -175,19 +175,19 @@ pub fn affine_with(
         x.shape(),
         w.shape()
     );
+    let b: Cow<'_, [f32]> = b
+        .as_slice()
+        .map_or_else(|| Cow::Owned(b.to_vec()), Cow::Borrowed);
     // Thin products start each output from its bias in a register: no bias fill first.
     #[cfg(target_arch = "x86_64")]
     if let Some(y) = super::thin::try_new(
         x,
         w.t(),
-        Some(b),
+        Some(&b),
         parallel_product(rows, out, x.ncols(), threading),
     ) {
         return y;
     }
-    let b: Cow<'_, [f32]> = b
-        .as_slice()
-        .map_or_else(|| Cow::Owned(b.to_vec()), Cow::Borrowed);
     let y = super::repeat_rows(&b, rows);
     let mut y = Array2::from_shape_vec((rows, out), y).expect("rows · out elements");
     sgemm(y.view_mut(), x, w.t(), true, threading);
@@ -410,6 +410,28 @@ mod tests {
             filled(2, 7, 0.1).view(),
             filled(5, 7, 0.2).view(),
             Some(b.view()),
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "affine: input shape [2048, 32] vs weight shape [64, 48]")]
+    fn affine_names_both_shapes_on_an_input_mismatch() {
+        // A shape the thin path would take if the widths matched: checked before it.
+        let b = ndarray::Array1::<f32>::zeros(64);
+        affine(
+            filled(2048, 32, 0.1).view(),
+            filled(64, 48, 0.2).view(),
+            Some(b.view()),
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "sgemm: shapes a [2048, 32] · b [48, 64] do not match")]
+    fn new_products_name_both_shapes_on_a_mismatch() {
+        sgemm_new(
+            filled(2048, 32, 0.1).view(),
+            filled(48, 64, 0.2).view(),
+            Threading::Auto,
         );
     }
 }

@@ -82,9 +82,10 @@ pub fn matmul<const TRANS_A: bool>(
     if std::arch::is_x86_feature_detected!("avx512f") {
         #[allow(unsafe_code)]
         // SAFETY: AVX-512F is available (checked just above), and the asserts above
-        // guarantee that every element `avx512::matmul` reads or writes is in bounds.
+        // guarantee that every element the product reads or writes is in bounds.
         unsafe {
-            avx512::matmul::<TRANS_A>(m, n, k, a, lda, b, ldb, out, ldo);
+            let (a, b, none) = (a.as_ptr(), b.as_ptr(), std::ptr::null());
+            avx512::product::<TRANS_A, false>(m, n, k, a, lda, b, ldb, none, out.as_mut_ptr(), ldo);
         }
         return;
     }
@@ -182,31 +183,8 @@ pub(crate) mod avx512 {
     /// Column blocks per block of a wide output (the last block of a row takes the rest).
     const WIDE_BLOCKS: usize = 4;
 
-    /// [`super::matmul`] with AVX-512.
-    ///
-    /// # Safety
-    /// The CPU supports AVX-512F, `n` is a multiple of [`LANES`], and the slices hold every
-    /// element the sizes and strides address (as [`super::matmul`] asserts).
-    #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn matmul<const TRANS_A: bool>(
-        m: usize,
-        n: usize,
-        k: usize,
-        a: &[f32],
-        lda: usize,
-        b: &[f32],
-        ldb: usize,
-        out: &mut [f32],
-        ldo: usize,
-    ) {
-        let (a, b, out) = (a.as_ptr(), b.as_ptr(), out.as_mut_ptr());
-        // SAFETY: the caller's contract.
-        unsafe { product::<TRANS_A, false>(m, n, k, a, lda, b, ldb, std::ptr::null(), out, ldo) }
-    }
-
-    /// [`matmul`] on pointers, each output starting from `bias[j]` when `bias` is not null
-    /// (and not `ACC`).
+    /// [`super::matmul`] on pointers (`out += A · B` when `ACC`), each output starting from
+    /// `bias[j]` when `bias` is not null (and not `ACC`).
     ///
     /// # Safety
     /// The CPU supports AVX-512F, `n` is a multiple of [`LANES`], every element the sizes and
@@ -235,7 +213,7 @@ pub(crate) mod avx512 {
                 unsafe { block::<TRANS_A, ACC, ROWS, 1>(i, 0, k, a, lda, b, ldb, bias, out, ldo) };
                 i += ROWS;
             }
-            while i + 4 <= m {
+            if i + 4 <= m {
                 unsafe { block::<TRANS_A, ACC, 4, 1>(i, 0, k, a, lda, b, ldb, bias, out, ldo) };
                 i += 4;
             }

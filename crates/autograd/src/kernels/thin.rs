@@ -18,10 +18,9 @@
 //! alternations; routing only the 64-wide outputs gave 663–672).
 
 use super::small::{self, LANES};
-use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut2};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 use std::borrow::Cow;
-use std::mem::MaybeUninit;
 
 /// Largest inner dimension routed here (`B`'s column groups then stay in L1).
 const MAX_K: usize = 256;
@@ -71,7 +70,7 @@ pub(super) fn try_sgemm(
     };
     let (k, n) = b.dim();
     let a = a.as_slice().expect("checked by plan");
-    let run = |(i, out): (usize, &mut [f32])| {
+    for_row_chunks(c, n, parallel, |i, out| {
         let rows = out.len() / n;
         let a = &a[i * ROW_CHUNK * k..][..rows * k];
         #[allow(unsafe_code)]
@@ -86,13 +85,27 @@ pub(super) fn try_sgemm(
                 small::avx512::product::<false, false>(rows, n, k, a, k, b, n, none, out, n);
             }
         }
-    };
-    if parallel {
-        c.par_chunks_mut(ROW_CHUNK * n).enumerate().for_each(run);
-    } else {
-        c.chunks_mut(ROW_CHUNK * n).enumerate().for_each(run);
-    }
+    });
     true
+}
+
+/// `f(i, chunk)` for the chunks of [`ROW_CHUNK`] rows of a row-major `[rows, n]` buffer, on
+/// the pool when `parallel`.
+fn for_row_chunks<T: Send>(
+    out: &mut [T],
+    n: usize,
+    parallel: bool,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
+    if parallel {
+        out.par_chunks_mut(ROW_CHUNK * n)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+    } else {
+        out.chunks_mut(ROW_CHUNK * n)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+    }
 }
 
 /// `a · b + bias` (bias broadcast over the rows, none: 0) as a new array written once, if
@@ -100,49 +113,30 @@ pub(super) fn try_sgemm(
 pub(super) fn try_new(
     a: ArrayView2<'_, f32>,
     b: ArrayView2<'_, f32>,
-    bias: Option<ArrayView1<'_, f32>>,
+    bias: Option<&[f32]>,
     parallel: bool,
 ) -> Option<Array2<f32>> {
     let bs = plan(&a, &b)?;
     let ((m, k), n) = (a.dim(), b.ncols());
-    let bias: Option<Cow<'_, [f32]>> = bias.map(|v| {
-        v.to_slice()
-            .map_or_else(|| Cow::Owned(v.to_vec()), Cow::Borrowed)
-    });
     let a = a.as_slice().expect("checked by plan");
     let mut y: Vec<f32> = Vec::with_capacity(m * n);
-    let run = |(i, out): (usize, &mut [MaybeUninit<f32>])| {
-        let rows = out.len() / n;
-        let a = &a[i * ROW_CHUNK * k..][..rows * k];
-        let bias = bias.as_deref().map_or(std::ptr::null(), <[f32]>::as_ptr);
-        #[allow(unsafe_code)]
-        // SAFETY: AVX-512F (checked by `plan`); `a` holds `rows × k` and `bs` `k × n`
-        // elements, `bias` (if not null) `n`; `out` has room for `rows × n`, only written.
-        unsafe {
-            let out = out.as_mut_ptr().cast::<f32>();
-            small::avx512::product::<false, false>(
-                rows,
-                n,
-                k,
-                a.as_ptr(),
-                k,
-                bs.as_ptr(),
-                n,
-                bias,
-                out,
-                n,
-            );
-        }
-    };
-    let spare = &mut y.spare_capacity_mut()[..m * n];
-    if parallel {
-        spare
-            .par_chunks_mut(ROW_CHUNK * n)
-            .enumerate()
-            .for_each(run);
-    } else {
-        spare.chunks_mut(ROW_CHUNK * n).enumerate().for_each(run);
-    }
+    for_row_chunks(
+        &mut y.spare_capacity_mut()[..m * n],
+        n,
+        parallel,
+        |i, out| {
+            let rows = out.len() / n;
+            let a = &a[i * ROW_CHUNK * k..][..rows * k];
+            #[allow(unsafe_code)]
+            // SAFETY: AVX-512F (checked by `plan`); `a` holds `rows × k` and `bs` `k × n`
+            // elements, `bias` (if not null) `n`; `out` has room for `rows × n`, only written.
+            unsafe {
+                let (a, b, out) = (a.as_ptr(), bs.as_ptr(), out.as_mut_ptr().cast::<f32>());
+                let bias = bias.map_or(std::ptr::null(), <[f32]>::as_ptr);
+                small::avx512::product::<false, false>(rows, n, k, a, k, b, n, bias, out, n);
+            }
+        },
+    );
     #[allow(unsafe_code)]
     // SAFETY: the chunks cover the first `m · n` elements, and the product wrote every
     // element of every chunk (all rows, all `n` columns).
@@ -210,7 +204,7 @@ mod tests {
         let mut runs = Vec::new();
         for threads in [1, 2, 3] {
             runs.push(pool(threads).install(|| {
-                let with_bias = try_new(a.view(), w.t(), Some(bias.view()), true).expect("thin");
+                let with_bias = try_new(a.view(), w.t(), bias.as_slice(), true).expect("thin");
                 let plain = try_new(a.view(), b.view(), None, true).expect("thin");
                 (with_bias, plain)
             }));
