@@ -48,6 +48,47 @@ fn matmul(c: &mut Criterion) {
     g.finish();
 }
 
+/// The fused attention's per-head products (`kernels::small::matmul`, one thread, operands in
+/// cache) at the reference shapes: scores `Q·Kᵀ` `[100, 16] · [16, 112]`, and `P·V`-like
+/// `[100, 100] · [100, 16]` with `A` read as stored and transposed (`dV = Pᵀ·dO`). Sizes pass
+/// through `black_box` so the kernel is compiled as the attention op calls it.
+fn small_matmul(c: &mut Criterion) {
+    use closeup_autograd::kernels::fastmath::dispatch;
+    use closeup_autograd::kernels::small::matmul;
+    let mut g = c.benchmark_group("small_matmul");
+    let a = mat(112, 112, 15).into_raw_vec_and_offset().0;
+    let b = mat(112, 112, 16).into_raw_vec_and_offset().0;
+    let mut out = vec![0.0_f32; 112 * 112];
+    let (l, lp, dh, d) = black_box((100_usize, 112_usize, 16_usize, 64_usize));
+    g.throughput(Throughput::Elements((2 * 100 * 112 * 16) as u64));
+    g.bench_function("scores [100,16]x[16,112]", |bench| {
+        bench.iter(|| {
+            dispatch(
+                #[inline(always)]
+                || matmul::<false>(l, lp, dh, &a, d, &b, lp, &mut out, lp),
+            )
+        })
+    });
+    g.throughput(Throughput::Elements((2 * 100 * 100 * 16) as u64));
+    g.bench_function("weighted sum [100,100]x[100,16]", |bench| {
+        bench.iter(|| {
+            dispatch(
+                #[inline(always)]
+                || matmul::<false>(l, dh, l, &a, lp, &b, d, &mut out, d),
+            )
+        })
+    });
+    g.bench_function("transposed [100,100]^T x[100,16]", |bench| {
+        bench.iter(|| {
+            dispatch(
+                #[inline(always)]
+                || matmul::<true>(l, dh, l, &a, lp, &b, d, &mut out, d),
+            )
+        })
+    });
+    g.finish();
+}
+
 /// The encoder's thin affine products (`x · Wᵀ + b`, `[25600, k] → n`): on AVX-512 CPUs
 /// `affine` runs them on unpacked register blocks written once (`kernels/thin.rs`); the same
 /// product with `x` handed over as a strided view (a column range of a wider array) falls back
@@ -326,6 +367,7 @@ criterion_group!(
     linear_dropout,
     matmul,
     thin_products,
+    small_matmul,
     attention,
     fused,
     multi_head_attention,

@@ -152,8 +152,7 @@ impl Grad {
 
     /// Sum of squares of the stored entries, in f64.
     ///
-    /// The entries are summed in fixed blocks of [`SQUARES_BLOCK`] (each in [`SQUARES_LANES`]
-    /// partial sums), blocks on the rayon pool when there are many, and the block sums are
+    /// The entries are summed in fixed blocks of 16 384 (each in 8 partial sums), blocks on the rayon pool when there are many, and the block sums are
     /// added in order: the result depends on the entries only, never on the thread count.
     pub fn sum_squares(&self) -> f64 {
         match self {

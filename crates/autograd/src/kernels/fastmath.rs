@@ -124,7 +124,7 @@ fn normal_cdf_and_gauss(x: f32) -> (f32, f32) {
     (cdf, gauss)
 }
 
-/// The exact GELU `x·Φ(x) = 0.5·x·(1 + erf(x/√2))` (Φ as in [`normal_cdf_and_gauss`]:
+/// The exact GELU `x·Φ(x) = 0.5·x·(1 + erf(x/√2))` (Φ from Abramowitz & Stegun 7.1.26 on `erfc`:
 /// absolute error < 7.5·10⁻⁸·|x| plus rounding).
 #[inline(always)]
 pub fn gelu(x: f32) -> f32 {

@@ -13,13 +13,14 @@
 //! On CPUs with AVX-512 the blocks are written with explicit intrinsics (`avx512` below):
 //! an output one column block wide (the `·V`-like products) runs in blocks of [`ROWS`] rows,
 //! a wider one (`Q·Kᵀ`-like) in blocks of 4 rows × up to 4 column blocks, each `B` piece
-//! loaded into a register once per step. Measured at the reference shapes on one thread:
-//! `[100, 16] · [16, 112]` 7.4 → 3.2 µs, `[100, 100] · [100, 16]` (either `A` layout)
-//! 6.0–6.9 → 2.8 µs, each within 10 % of its FMA time. Left to the loop vectorizer, the same
-//! loops re-read `B` from memory for every multiply-add and kept bounds checks in the inner
-//! loop, which made them load-bound at ≈ 0.4 multiply-adds per cycle (≈ 40 % of the FMA
-//! peak). Elsewhere the portable blocks below run (AVX2 or baseline, through the caller's
-//! [`fastmath::dispatch`](super::fastmath::dispatch) region). Both paths add each output's
+//! loaded into a register once per step: each product within 10 % of its FMA time whatever
+//! the call site. The portable blocks depend on how the compiler vectorizes them where they
+//! are inlined: in a standalone probe it re-read `B` from memory for every multiply-add and
+//! kept bounds checks in the inner loop (6.0–7.4 µs at the reference shapes, ≈ 40 % of the FMA
+//! peak); in the criterion `small_matmul` group it did better (`cargo bench -p
+//! closeup-autograd --bench kernels -- small_matmul`, one thread: 3.81 / 2.96 / 2.80 µs
+//! portable, 3.24 / 2.77 / 2.76 µs here). Elsewhere the portable blocks below run (AVX2 or
+//! baseline, through the caller's [`fastmath::dispatch`](super::fastmath::dispatch) region). Both paths add each output's
 //! terms in the same order (`p = 0, 1, …` by fused multiply-adds onto zero), so they give the
 //! same bits; the results differ from [`super::gemm`]'s in the last bits (another summation
 //! order), never across thread counts.
@@ -177,8 +178,8 @@ pub(crate) mod avx512 {
     /// Rows per block when the output is wider than one column block. With
     /// [`WIDE_BLOCKS`] column blocks: 16 accumulators + 4 `B` pieces + a broadcast fit the
     /// 32 registers (4 × 7 spilled). Measured on the `[100, 16] · [16, 112]` score product
-    /// (one thread): 4 × 4 3.2 µs, 3 × 7 3.5 µs, 6 × 4 / 4 × 5 / 8 × 3 3.3–3.4 µs, and the
-    /// portable blocks 7.4 µs (the FMA time is ≈ 3.1 µs).
+    /// (one thread): 4 × 4 3.2 µs, 3 × 7 3.5 µs, 6 × 4 / 4 × 5 / 8 × 3 3.3–3.4 µs (the FMA time
+    /// is ≈ 3.1 µs).
     const WIDE_ROWS: usize = 4;
     /// Column blocks per block of a wide output (the last block of a row takes the rest).
     const WIDE_BLOCKS: usize = 4;

@@ -47,8 +47,8 @@ const _: () = assert!(
 const ROW_GROUP: usize = 32;
 
 /// A layer's weight `W` (`[out, in]`) prepared for [`sparse_affine_into`]: `Wᵀ` cut into
-/// panels of [`NC`] output columns (the last one zero-padded), each panel `[in, NC]`
-/// contiguous, so that a chunk of [`KC`] inputs of a panel is one contiguous 32 KB tile.
+/// panels of 128 output columns (the last one zero-padded), each panel `[in, 128]`
+/// contiguous, so that a chunk of 64 inputs of a panel is one contiguous 32 KB tile.
 #[derive(Debug, Clone)]
 pub struct SparseWeight {
     panels: Aligned,
