@@ -27,6 +27,14 @@ pub fn use_parallel(len: usize) -> bool {
     len >= PAR_MIN_LEN && rayon::current_num_threads() > 1
 }
 
+/// Whether this x86-64 CPU has AVX-512F: the explicit-intrinsics kernels (`small`'s blocks,
+/// the thin products, the attention's row passes) run only then, their portable twins
+/// otherwise. (The detection is cached by `std`; each call is one atomic load.)
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+}
+
 /// A vector of `n` zeros, filled by the rayon pool when it is large (`vec![0.0; n]` is a
 /// serial `memset` once the allocator reuses memory, which left the second thread idle).
 pub fn zeros(n: usize) -> Vec<f32> {

@@ -80,7 +80,7 @@ pub fn matmul<const TRANS_A: bool>(
         out.len()
     );
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
+    if crate::kernels::has_avx512() {
         #[allow(unsafe_code)]
         // SAFETY: AVX-512F is available (checked just above), and the asserts above
         // guarantee that every element the product reads or writes is in bounds.

@@ -17,6 +17,7 @@
 //! 9.25 → 8.66 ms; the training step at one thread 645–658 → 674–689 samples/s (three
 //! alternations; routing only the 64-wide outputs gave 663–672).
 
+use super::has_avx512;
 use super::small::{self, LANES};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
@@ -144,11 +145,6 @@ pub(super) fn try_new(
         y.set_len(m * n);
     }
     Some(Array2::from_shape_vec((m, n), y).expect("m · n elements"))
-}
-
-/// Whether the CPU has AVX-512F (the only case where [`small`]'s blocks beat `gemm`).
-fn has_avx512() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
 }
 
 #[cfg(test)]

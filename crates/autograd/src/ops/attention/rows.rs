@@ -75,7 +75,7 @@ pub(super) fn softmax_rows(
     out: Option<&mut [std::mem::MaybeUninit<f32>]>,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
+    if crate::kernels::has_avx512() {
         #[allow(unsafe_code)]
         // SAFETY: AVX-512F is available (checked just above).
         unsafe {
@@ -190,7 +190,7 @@ pub(super) fn score_grad_rows(
     scale: f32,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
+    if crate::kernels::has_avx512() {
         #[allow(unsafe_code)]
         // SAFETY: AVX-512F is available (checked just above).
         unsafe {
