@@ -85,8 +85,16 @@ pub fn matmul<const TRANS_A: bool>(
         // SAFETY: AVX-512F is available (checked just above), and the asserts above
         // guarantee that every element the product reads or writes is in bounds.
         unsafe {
-            let (a, b, none) = (a.as_ptr(), b.as_ptr(), std::ptr::null());
-            avx512::product::<TRANS_A, false>(m, n, k, a, lda, b, ldb, none, out.as_mut_ptr(), ldo);
+            let ops = avx512::Operands {
+                a: a.as_ptr(),
+                lda,
+                b: b.as_ptr(),
+                ldb,
+                bias: std::ptr::null(),
+                out: out.as_mut_ptr(),
+                ldo,
+            };
+            avx512::product::<TRANS_A, false>(m, n, k, ops);
         }
         return;
     }
@@ -184,6 +192,20 @@ pub(crate) mod avx512 {
     /// Column blocks per block of a wide output (the last block of a row takes the rest).
     const WIDE_BLOCKS: usize = 4;
 
+    /// The operands of [`product`]: `A` (`A[i, p] = a[i·lda + p]`, or `a[p·lda + i]` when
+    /// transposed), `B` (`B[p, j] = b[p·ldb + j]`), an optional bias row (null: none) and the
+    /// output (`out[i·ldo + j]`).
+    #[derive(Clone, Copy)]
+    pub(crate) struct Operands {
+        pub(crate) a: *const f32,
+        pub(crate) lda: usize,
+        pub(crate) b: *const f32,
+        pub(crate) ldb: usize,
+        pub(crate) bias: *const f32,
+        pub(crate) out: *mut f32,
+        pub(crate) ldo: usize,
+    }
+
     /// [`super::matmul`] on pointers (`out += A · B` when `ACC`), each output starting from
     /// `bias[j]` when `bias` is not null (and not `ACC`).
     ///
@@ -192,18 +214,11 @@ pub(crate) mod avx512 {
     /// strides address is within its allocation (`out`'s may be uninitialized unless `ACC`:
     /// they are only written), and a non-null `bias` points to `n` elements.
     #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
     pub(crate) unsafe fn product<const TRANS_A: bool, const ACC: bool>(
         m: usize,
         n: usize,
         k: usize,
-        a: *const f32,
-        lda: usize,
-        b: *const f32,
-        ldb: usize,
-        bias: *const f32,
-        out: *mut f32,
-        ldo: usize,
+        ops: Operands,
     ) {
         let blocks = n / LANES;
         // SAFETY (every call below): the block's rows `i .. i + R` are below `m` and its
@@ -211,15 +226,15 @@ pub(crate) mod avx512 {
         if blocks == 1 {
             let mut i = 0;
             while i + ROWS <= m {
-                unsafe { block::<TRANS_A, ACC, ROWS, 1>(i, 0, k, a, lda, b, ldb, bias, out, ldo) };
+                unsafe { block::<TRANS_A, ACC, ROWS, 1>(i, 0, k, ops) };
                 i += ROWS;
             }
             if i + 4 <= m {
-                unsafe { block::<TRANS_A, ACC, 4, 1>(i, 0, k, a, lda, b, ldb, bias, out, ldo) };
+                unsafe { block::<TRANS_A, ACC, 4, 1>(i, 0, k, ops) };
                 i += 4;
             }
             while i < m {
-                unsafe { block::<TRANS_A, ACC, 1, 1>(i, 0, k, a, lda, b, ldb, bias, out, ldo) };
+                unsafe { block::<TRANS_A, ACC, 1, 1>(i, 0, k, ops) };
                 i += 1;
             }
             return;
@@ -230,13 +245,11 @@ pub(crate) mod avx512 {
             let j0 = jb * LANES;
             let mut i = 0;
             while i + WIDE_ROWS <= m {
-                unsafe {
-                    wide::<TRANS_A, ACC, WIDE_ROWS>(nb, i, j0, k, a, lda, b, ldb, bias, out, ldo)
-                };
+                unsafe { wide::<TRANS_A, ACC, WIDE_ROWS>(nb, i, j0, k, ops) };
                 i += WIDE_ROWS;
             }
             while i < m {
-                unsafe { wide::<TRANS_A, ACC, 1>(nb, i, j0, k, a, lda, b, ldb, bias, out, ldo) };
+                unsafe { wide::<TRANS_A, ACC, 1>(nb, i, j0, k, ops) };
                 i += 1;
             }
             jb += nb;
@@ -248,25 +261,18 @@ pub(crate) mod avx512 {
     /// # Safety
     /// As [`block`].
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     unsafe fn wide<const TRANS_A: bool, const ACC: bool, const R: usize>(
         nb: usize,
         i0: usize,
         j0: usize,
         k: usize,
-        a: *const f32,
-        lda: usize,
-        b: *const f32,
-        ldb: usize,
-        bias: *const f32,
-        out: *mut f32,
-        ldo: usize,
+        ops: Operands,
     ) {
         macro_rules! widths {
             ($($nb:literal)*) => {
                 match nb {
                     $($nb => unsafe {
-                        block::<TRANS_A, ACC, R, $nb>(i0, j0, k, a, lda, b, ldb, bias, out, ldo)
+                        block::<TRANS_A, ACC, R, $nb>(i0, j0, k, ops)
                     },)*
                     _ => unreachable!("at most {WIDE_BLOCKS} column blocks"),
                 }
@@ -285,19 +291,21 @@ pub(crate) mod avx512 {
     /// rows `0 .. k` of `B` at columns `j0 .. j0 + NB·LANES`, the block's output elements
     /// (initialized if `ACC`) and a non-null bias's columns are in bounds.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     unsafe fn block<const TRANS_A: bool, const ACC: bool, const R: usize, const NB: usize>(
         i0: usize,
         j0: usize,
         k: usize,
-        a: *const f32,
-        lda: usize,
-        b: *const f32,
-        ldb: usize,
-        bias: *const f32,
-        out: *mut f32,
-        ldo: usize,
+        ops: Operands,
     ) {
+        let Operands {
+            a,
+            lda,
+            b,
+            ldb,
+            bias,
+            out,
+            ldo,
+        } = ops;
         // SAFETY: in bounds by the function's contract; AVX-512F by its target feature.
         unsafe {
             let mut acc: [[__m512; NB]; R] = [[_mm512_setzero_ps(); NB]; R];

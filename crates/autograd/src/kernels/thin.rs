@@ -78,16 +78,36 @@ pub(super) fn try_sgemm(
         // SAFETY: AVX-512F (checked by `plan`); `a` holds `rows × k`, `bs` `k × n` and `out`
         // `rows × n` initialized elements, all row-major.
         unsafe {
-            let (a, b, out) = (a.as_ptr(), bs.as_ptr(), out.as_mut_ptr());
-            let none = std::ptr::null();
+            let ops = operands(a, &bs, None, out.as_mut_ptr(), k, n);
             if accumulate {
-                small::avx512::product::<false, true>(rows, n, k, a, k, b, n, none, out, n);
+                small::avx512::product::<false, true>(rows, n, k, ops);
             } else {
-                small::avx512::product::<false, false>(rows, n, k, a, k, b, n, none, out, n);
+                small::avx512::product::<false, false>(rows, n, k, ops);
             }
         }
     });
     true
+}
+
+/// The operands of one chunk: `a` `[rows, k]` and `b` `[k, n]` row-major, the output's rows
+/// `n` apart.
+fn operands(
+    a: &[f32],
+    b: &[f32],
+    bias: Option<&[f32]>,
+    out: *mut f32,
+    k: usize,
+    n: usize,
+) -> small::avx512::Operands {
+    small::avx512::Operands {
+        a: a.as_ptr(),
+        lda: k,
+        b: b.as_ptr(),
+        ldb: n,
+        bias: bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
+        out,
+        ldo: n,
+    }
 }
 
 /// `f(i, chunk)` for the chunks of [`ROW_CHUNK`] rows of a row-major `[rows, n]` buffer, on
@@ -132,9 +152,8 @@ pub(super) fn try_new(
             // SAFETY: AVX-512F (checked by `plan`); `a` holds `rows × k` and `bs` `k × n`
             // elements, `bias` (if not null) `n`; `out` has room for `rows × n`, only written.
             unsafe {
-                let (a, b, out) = (a.as_ptr(), bs.as_ptr(), out.as_mut_ptr().cast::<f32>());
-                let bias = bias.map_or(std::ptr::null(), <[f32]>::as_ptr);
-                small::avx512::product::<false, false>(rows, n, k, a, k, b, n, bias, out, n);
+                let ops = operands(a, &bs, bias, out.as_mut_ptr().cast(), k, n);
+                small::avx512::product::<false, false>(rows, n, k, ops);
             }
         },
     );
