@@ -468,6 +468,21 @@ mod tests {
     }
 
     #[test]
+    fn linear_gradient_checks_on_the_thin_product_path() {
+        // 1040 rows and widths of 16 / 32: on AVX-512 CPUs the forward (`x · Wᵀ + b`, with a
+        // transposed copy of W) and the input gradient (`dY · W`) run on kernels/thin.rs.
+        for act in ACTS {
+            // Biases ±2 keep the 16 640 pre-activations away from ReLU's kink.
+            let x = randn(&[1040, 32], 11) * 0.3;
+            let w = randn(&[16, 32], 12) * 0.1;
+            let b = crate::Tensor::from_shape_fn(ndarray::IxDyn(&[16]), |i| {
+                if i[0] % 2 == 0 { 2.0 } else { -2.0 }
+            });
+            assert_gradients(&[x, w, b], move |_, v| v[0].linear(v[1], Some(v[2]), act));
+        }
+    }
+
+    #[test]
     #[should_panic(expected = "linear_dropout: p must be in [0, 1), got 1")]
     fn linear_dropout_p_one_panics() {
         let tape = Tape::new();
