@@ -131,12 +131,22 @@ pub fn gelu(x: f32) -> f32 {
     x * normal_cdf_and_gauss(x).0
 }
 
+/// `1/√(2π)`, the standard normal density at 0.
+const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+
 /// `d/dx GELU(x) = Φ(x) + x·φ(x)`, `φ(x) = e^{−x²/2}/√(2π)` (one [`exp`] for both terms).
 #[inline(always)]
 pub fn gelu_grad(x: f32) -> f32 {
-    const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
     let (cdf, gauss) = normal_cdf_and_gauss(x);
     cdf + x * (FRAC_1_SQRT_2PI * gauss)
+}
+
+/// `(gelu(x), gelu_grad(x))` from one evaluation of `Φ` and `φ`: the same bits as the two
+/// functions called separately (the same operations on the same values).
+#[inline(always)]
+pub fn gelu_and_grad(x: f32) -> (f32, f32) {
+    let (cdf, gauss) = normal_cdf_and_gauss(x);
+    (x * cdf, cdf + x * (FRAC_1_SQRT_2PI * gauss))
 }
 
 /// The logistic function `1 / (1 + e^{−x})`; exact limits 0 and 1, never NaN for finite `x`.
@@ -190,6 +200,25 @@ slice_kernel!(
     sigmoid_slice,
     |v| sigmoid(v)
 );
+
+/// `out = gelu(x)` and `x = gelu_grad(x)` element-wise ([`gelu_and_grad`]): the activation
+/// and, in place of its input, the derivative a backward pass needs.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn gelu_and_grad_slice(x: &mut [f32], out: &mut [f32]) {
+    assert_eq!(x.len(), out.len(), "gelu_and_grad_slice: lengths differ");
+    dispatch(
+        #[inline(always)]
+        || {
+            for (o, x) in out.iter_mut().zip(x.iter_mut()) {
+                let (y, d) = gelu_and_grad(*x);
+                *o = y;
+                *x = d;
+            }
+        },
+    )
+}
 
 /// `out = g · GELU'(x)` element-wise.
 ///
@@ -308,6 +337,9 @@ mod tests {
         assert!(same(&out, &sigmoid));
         gelu_backward_slice(&x, &x, &mut out);
         assert!(same(&out, &|v| v * gelu_grad(v)));
+        let mut d = x.clone();
+        gelu_and_grad_slice(&mut d, &mut out);
+        assert!(same(&out, &gelu) && same(&d, &gelu_grad));
         exp_shifted_slice(&x, 1.5, None, &mut out);
         assert!(same(&out, &|v| exp(v - 1.5)));
         let keep: Vec<bool> = (0..x.len()).map(|i| i % 3 != 0).collect();

@@ -96,6 +96,30 @@ impl Mask {
         )
     }
 
+    /// `out[i] = f(z[i]).0 · factor(i)` and `z[i] = f(z[i]).1` for a row-major slice whose first
+    /// element has index `start` (same lengths; every element of `out` written).
+    #[inline(always)]
+    fn map_keep_chunk(
+        &self,
+        start: usize,
+        z: &mut [f32],
+        out: &mut [std::mem::MaybeUninit<f32>],
+        f: impl Fn(f32) -> (f32, f32) + Copy,
+    ) {
+        let (seed, threshold, scale) = (self.seed, self.threshold, self.scale);
+        fastmath::dispatch(
+            #[inline(always)]
+            || {
+                for (i, (o, z)) in out.iter_mut().zip(z.iter_mut()).enumerate() {
+                    let keep = splitmix64(seed, (start + i) as u64) >= threshold;
+                    let (y, d) = f(*z);
+                    o.write(y * if keep { scale } else { 0.0 });
+                    *z = d;
+                }
+            },
+        )
+    }
+
     /// `g[i] = (g[i] · factor(i)) · df(z[i])` in place (the gradient through the mask, then
     /// through an element function with derivative `df` at its input `z`).
     #[inline(always)]
@@ -131,6 +155,34 @@ impl Mask {
         #[allow(unsafe_code)]
         // SAFETY: the capacity is `n` and `map_chunk_into` wrote every one of the first `n`
         // elements (the chunks of `spare` and `x` pair up exactly, both of length `n`).
+        unsafe {
+            out.set_len(n);
+        }
+        out
+    }
+
+    /// [`Mask::map`] of `f(z[i]).0`, while `z[i]` is replaced by `f(z[i]).1` — e.g. an
+    /// activation and, in place of its input, the derivative its backward needs, in one pass.
+    pub(crate) fn map_keep(
+        &self,
+        z: &mut [f32],
+        f: impl Fn(f32) -> (f32, f32) + Copy + Sync,
+    ) -> Vec<f32> {
+        let n = z.len();
+        let mut out = Vec::with_capacity(n);
+        let spare = &mut out.spare_capacity_mut()[..n];
+        if use_parallel(n) {
+            spare
+                .par_chunks_mut(CHUNK)
+                .zip(z.par_chunks_mut(CHUNK))
+                .enumerate()
+                .for_each(|(c, (o, z))| self.map_keep_chunk(c * CHUNK, z, o, f));
+        } else {
+            self.map_keep_chunk(0, z, spare, f);
+        }
+        #[allow(unsafe_code)]
+        // SAFETY: the capacity is `n` and `map_keep_chunk` wrote every one of the first `n`
+        // elements (the chunks of `spare` and `z` pair up exactly, both of length `n`).
         unsafe {
             out.set_len(n);
         }

@@ -6,9 +6,12 @@
 //! for the bias add and one more buffer for the activation's gradient. Here the output buffer
 //! is filled with the bias, the product is accumulated into it (`gemm` with `β = 1`: the same
 //! pass that writes the product), and ReLU is applied in place; the backward masks the incoming
-//! gradient in place and reads it for the bias sum and the two products. GELU needs its input
-//! for the backward, so the pre-activation is kept (one extra buffer, as in the composed path)
-//! only when a gradient is needed.
+//! gradient in place and reads it for the bias sum and the two products. GELU's backward needs
+//! its derivative at the pre-activation: when a gradient is needed the forward computes it
+//! together with the activation (one evaluation of `Φ` and `φ` for both,
+//! [`fastmath::gelu_and_grad`]) and keeps it in the pre-activation's buffer (one extra buffer, as
+//! in the composed path, which keeps the pre-activation) — so the backward is one multiply per
+//! element, with the same bits as evaluating the derivative there.
 //!
 //! The result equals the composed `x.matmul_t(w) + b` followed by the activation up to float
 //! rounding (`gemm` adds the bias before the partial sums of the inner dimension instead of
@@ -17,7 +20,7 @@
 use super::dropout::Mask;
 use super::matmul::add_product;
 use crate::kernels::gemm::affine;
-use crate::kernels::{fastmath, map1_simd, map2_simd, use_parallel};
+use crate::kernels::{fastmath, use_parallel, zeros};
 use crate::tape::{BackwardOp, GradSink};
 use crate::{Tensor, Var};
 use ndarray::{ArrayView2, Ix1, Ix2, IxDyn};
@@ -76,6 +79,34 @@ fn relu(v: f32) -> f32 {
     if v < 0.0 { 0.0 } else { v }
 }
 
+/// `g = g · d` element-wise in place.
+fn multiply_in_place(g: &mut [f32], d: &[f32]) {
+    let f = |(g, d): (&mut [f32], &[f32])| {
+        for (g, &d) in g.iter_mut().zip(d) {
+            *g *= d;
+        }
+    };
+    if use_parallel(g.len()) {
+        g.par_chunks_mut(CHUNK).zip(d.par_chunks(CHUNK)).for_each(f);
+    } else {
+        f((g, d));
+    }
+}
+
+/// GELU of `z` into a new buffer, and `GELU'(z)` in place of `z`
+/// ([`fastmath::gelu_and_grad_slice`]).
+fn gelu_and_grad_in_place(z: &mut [f32]) -> Vec<f32> {
+    let mut a = zeros(z.len());
+    if use_parallel(z.len()) {
+        a.par_chunks_mut(CHUNK)
+            .zip(z.par_chunks_mut(CHUNK))
+            .for_each(|(a, z)| fastmath::gelu_and_grad_slice(z, a));
+    } else {
+        fastmath::gelu_and_grad_slice(z, &mut a);
+    }
+    a
+}
+
 /// GELU in place through a small stack buffer (the vectorized kernel needs distinct slices).
 fn gelu_in_place(y: &mut [f32]) {
     let f = |c: &mut [f32]| {
@@ -108,7 +139,8 @@ struct LinearBackward {
     x_val: Arc<Tensor>,
     w_val: Arc<Tensor>,
     act: LinearAct,
-    /// ReLU: the output (read by the mask); GELU: the pre-activation; identity: nothing.
+    /// ReLU: the output (read by the mask); GELU: its derivative at the pre-activation;
+    /// identity: nothing.
     saved: Option<Saved>,
     /// The dropout mask applied to the activation ([`Var::linear_dropout`]).
     dropout: Option<Mask>,
@@ -116,7 +148,8 @@ struct LinearBackward {
 
 enum Saved {
     Output(super::unary::SavedOutput),
-    PreActivation(Tensor),
+    /// `GELU'(z)` at the pre-activation `z`.
+    Derivative(Tensor),
 }
 
 impl BackwardOp for LinearBackward {
@@ -145,15 +178,13 @@ impl BackwardOp for LinearBackward {
                 relu_mask_in_place(gs, y.as_slice().expect("standard layout"), mask.scale());
                 g
             }
-            (Some(Saved::PreActivation(z)), LinearAct::Gelu, None) => map2_simd(
-                &g.view(),
-                &z.view(),
-                fastmath::gelu_backward_slice,
-                |g, s| g * fastmath::gelu_grad(s),
-            ),
-            (Some(Saved::PreActivation(z)), LinearAct::Gelu, Some(mask)) => {
-                let z = z.as_slice().expect("standard layout");
-                mask.grad_in_place(gs, z, fastmath::gelu_grad);
+            (Some(Saved::Derivative(d)), LinearAct::Gelu, None) => {
+                multiply_in_place(gs, d.as_slice().expect("standard layout"));
+                g
+            }
+            (Some(Saved::Derivative(d)), LinearAct::Gelu, Some(mask)) => {
+                let d = d.as_slice().expect("standard layout");
+                mask.grad_in_place(gs, d, |d| d);
                 g
             }
             (_, _, Some(mask)) => {
@@ -300,11 +331,11 @@ impl<'t> Var<'t> {
                     })
                 }
                 LinearAct::Gelu if needs_grad => {
-                    let z = y.as_slice().expect("standard layout");
-                    let a = Tensor::from_shape_vec(y.raw_dim(), mask.map(z, fastmath::gelu))
-                        .expect("same element count");
+                    let z = y.as_slice_mut().expect("standard layout");
+                    let a = mask.map_keep(z, fastmath::gelu_and_grad);
+                    let a = Tensor::from_shape_vec(y.raw_dim(), a).expect("same element count");
                     self.tape
-                        .record(&inputs, a, || make(Some(Saved::PreActivation(y))))
+                        .record(&inputs, a, || make(Some(Saved::Derivative(y))))
                 }
                 LinearAct::Gelu => {
                     mask.map_in_place(y.as_slice_mut().expect("standard layout"), fastmath::gelu);
@@ -321,9 +352,10 @@ impl<'t> Var<'t> {
                 })
             }
             LinearAct::Gelu if needs_grad => {
-                let a = map1_simd(&y.view(), fastmath::gelu_slice, fastmath::gelu);
+                let a = gelu_and_grad_in_place(y.as_slice_mut().expect("standard layout"));
+                let a = Tensor::from_shape_vec(y.raw_dim(), a).expect("same element count");
                 self.tape
-                    .record(&inputs, a, || make(Some(Saved::PreActivation(y))))
+                    .record(&inputs, a, || make(Some(Saved::Derivative(y))))
             }
             LinearAct::Gelu => {
                 gelu_in_place(y.as_slice_mut().expect("standard layout"));
