@@ -8,6 +8,7 @@
 //! are written with a fixed split (see the reduce ops) for the same reason.
 
 pub mod alloc;
+pub(crate) mod dropout_bits;
 pub mod fastmath;
 pub mod gemm;
 pub mod small;

@@ -1,77 +1,92 @@
 //! Inverted dropout with a counter-based mask.
 //!
 //! [`Var::dropout`] draws **one** `u64` seed `s` from the caller's RNG. Element `i` (its index
-//! in row-major order) is kept iff `splitmix64(s + (i + 1)·γ) ≥ ⌊p·2⁶⁴⌋`, where `γ` is the
-//! SplitMix64 increment `0x9E37_79B9_7F4A_7C15` — i.e. element `i` reads the `i`-th output of a
-//! SplitMix64 stream seeded with `s`. Each decision depends only on `(s, i)`, so the mask is the
-//! same whatever the thread count or chunking, and the forward can run in parallel. The keep
-//! probability is `1 − ⌊p·2⁶⁴⌋/2⁶⁴ = 1 − p` up to f64 rounding of `p·2⁶⁴`.
+//! in row-major order) is kept iff its 16 random bits `field(s, i)` are `≥ ⌊p·2¹⁶⌋`, where
+//! `field(s, i)` is the 16-bit field `i mod 4` of the `⌊i/4⌋`-th output of a SplitMix64 stream
+//! seeded with `s` (`crate::kernels::dropout_bits`: one 64-bit hash serves four elements, and
+//! 32 elements' decisions are one vector compare). Each decision depends only on `(s, i)`, so
+//! the mask is the same whatever the thread count or chunking, and the forward can run in
+//! parallel. The keep probability is `1 − ⌊p·2¹⁶⌋/2¹⁶`: `1 − p` rounded up to a multiple of
+//! `2⁻¹⁶` (a rate below `2⁻¹⁶` drops nothing); kept elements are scaled by `1 / (1 − p)`.
 //!
-//! The backward does not store the mask: it keeps `(s, threshold)` and recomputes the same hash
+//! The backward does not store the mask: it keeps `(s, threshold)` and recomputes the same bits
 //! (16 bytes instead of one bit or one float per element).
+//!
+//! The element-wise kernels take the factors (`1 / (1 − p)` or 0) in blocks of [`BLOCK`] from
+//! the vectorized hash into a stack buffer, then run their loop over the block with the factor
+//! as one more input.
 
+use crate::kernels::dropout_bits;
 use crate::kernels::{fastmath, use_parallel};
 use crate::tape::{BackwardOp, GradSink};
 use crate::{Tensor, Var};
 use rayon::prelude::*;
 
-/// The SplitMix64 increment (2⁶⁴ / φ).
-const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+/// Elements whose factors are computed at once (a 1 KB stack buffer).
+const BLOCK: usize = 256;
 
-/// The SplitMix64 output for counter `i` of the stream seeded with `seed`.
-#[inline(always)]
-fn splitmix64(seed: u64, i: u64) -> u64 {
-    let mut z = seed.wrapping_add(i.wrapping_add(1).wrapping_mul(GAMMA));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// The mask of one dropout call: element `i` is kept iff its hash is `≥ threshold`.
+/// The mask of one dropout call: element `i` is kept iff its random field is `≥ threshold`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Mask {
     seed: u64,
-    threshold: u64,
+    threshold: u16,
     scale: f32,
 }
 
 impl Mask {
     pub(crate) fn new(p: f32, seed: u64) -> Self {
-        // p ∈ (0, 1), so p·2⁶⁴ < 2⁶⁴ (the cast saturates anyway).
-        let threshold = (f64::from(p) * 18_446_744_073_709_551_616.0) as u64;
         Mask {
             seed,
-            threshold,
+            threshold: dropout_bits::threshold(p),
             scale: 1.0 / (1.0 - p),
         }
     }
 
-    /// The factor of element `i`: `1 / (1 − p)` if it is kept, else 0 (inlined into the
-    /// callers' vectorized loops).
-    #[inline(always)]
+    /// The factor of element `i`: `1 / (1 − p)` if it is kept, else 0.
+    #[cfg(test)]
     pub(crate) fn factor(&self, i: u64) -> f32 {
-        if splitmix64(self.seed, i) >= self.threshold {
+        if dropout_bits::field(self.seed, i) >= self.threshold {
             self.scale
         } else {
             0.0
         }
     }
 
+    /// `out[k] = factor(start + k)`, vectorized (see `crate::kernels::dropout_bits`).
+    pub(crate) fn factors(&self, start: u64, out: &mut [f32]) {
+        dropout_bits::factors(self.seed, self.threshold, self.scale, start, out);
+    }
+
+    /// `body(offset, factors)` for consecutive blocks of at most [`BLOCK`] of the `len`
+    /// elements from index `start`: `factors[k]` is the factor of element `start + offset + k`.
+    #[inline(always)]
+    fn for_blocks(&self, start: usize, len: usize, mut body: impl FnMut(usize, &[f32])) {
+        let mut buf = [0.0_f32; BLOCK];
+        let mut off = 0;
+        while off < len {
+            let f = &mut buf[..BLOCK.min(len - off)];
+            self.factors((start + off) as u64, f);
+            body(off, f);
+            off += f.len();
+        }
+    }
+
     /// `x[i] = f(x[i]) · factor(i)` in place for a row-major slice whose first element has index
-    /// `start`, vectorized (the 64-bit hash runs in SIMD lanes; see [`fastmath::dispatch`]; `f`
-    /// is one of the `#[inline(always)]` element functions, inlined into the loop).
+    /// `start`, vectorized (`f` is one of the `#[inline(always)]` element functions, inlined
+    /// into the loop; see [`fastmath::dispatch`]).
     #[inline(always)]
     fn map_chunk(&self, start: usize, x: &mut [f32], f: impl Fn(f32) -> f32 + Copy) {
-        let (seed, threshold, scale) = (self.seed, self.threshold, self.scale);
-        fastmath::dispatch(
-            #[inline(always)]
-            || {
-                for (i, v) in x.iter_mut().enumerate() {
-                    let keep = splitmix64(seed, (start + i) as u64) >= threshold;
-                    *v = f(*v) * if keep { scale } else { 0.0 };
-                }
-            },
-        )
+        self.for_blocks(start, x.len(), |off, fac| {
+            let x = &mut x[off..off + fac.len()];
+            fastmath::dispatch(
+                #[inline(always)]
+                || {
+                    for (v, &m) in x.iter_mut().zip(fac) {
+                        *v = f(*v) * m;
+                    }
+                },
+            )
+        });
     }
 
     /// `out[i] = f(x[i]) · factor(i)` for a row-major slice whose first element has index
@@ -84,16 +99,17 @@ impl Mask {
         out: &mut [std::mem::MaybeUninit<f32>],
         f: impl Fn(f32) -> f32 + Copy,
     ) {
-        let (seed, threshold, scale) = (self.seed, self.threshold, self.scale);
-        fastmath::dispatch(
-            #[inline(always)]
-            || {
-                for (i, (o, &v)) in out.iter_mut().zip(x).enumerate() {
-                    let keep = splitmix64(seed, (start + i) as u64) >= threshold;
-                    o.write(f(v) * if keep { scale } else { 0.0 });
-                }
-            },
-        )
+        self.for_blocks(start, x.len(), |off, fac| {
+            let (x, out) = (&x[off..off + fac.len()], &mut out[off..off + fac.len()]);
+            fastmath::dispatch(
+                #[inline(always)]
+                || {
+                    for ((o, &v), &m) in out.iter_mut().zip(x).zip(fac) {
+                        o.write(f(v) * m);
+                    }
+                },
+            )
+        });
     }
 
     /// `out[i] = f(z[i]).0 · factor(i)` and `z[i] = f(z[i]).1` for a row-major slice whose first
@@ -106,34 +122,36 @@ impl Mask {
         out: &mut [std::mem::MaybeUninit<f32>],
         f: impl Fn(f32) -> (f32, f32) + Copy,
     ) {
-        let (seed, threshold, scale) = (self.seed, self.threshold, self.scale);
-        fastmath::dispatch(
-            #[inline(always)]
-            || {
-                for (i, (o, z)) in out.iter_mut().zip(z.iter_mut()).enumerate() {
-                    let keep = splitmix64(seed, (start + i) as u64) >= threshold;
-                    let (y, d) = f(*z);
-                    o.write(y * if keep { scale } else { 0.0 });
-                    *z = d;
-                }
-            },
-        )
+        self.for_blocks(start, z.len(), |off, fac| {
+            let (z, out) = (&mut z[off..off + fac.len()], &mut out[off..off + fac.len()]);
+            fastmath::dispatch(
+                #[inline(always)]
+                || {
+                    for ((o, z), &m) in out.iter_mut().zip(z.iter_mut()).zip(fac) {
+                        let (y, d) = f(*z);
+                        o.write(y * m);
+                        *z = d;
+                    }
+                },
+            )
+        });
     }
 
     /// `g[i] = (g[i] · factor(i)) · df(z[i])` in place (the gradient through the mask, then
     /// through an element function with derivative `df` at its input `z`).
     #[inline(always)]
     fn grad_chunk(&self, start: usize, g: &mut [f32], z: &[f32], df: impl Fn(f32) -> f32 + Copy) {
-        let (seed, threshold, scale) = (self.seed, self.threshold, self.scale);
-        fastmath::dispatch(
-            #[inline(always)]
-            || {
-                for (i, (g, &z)) in g.iter_mut().zip(z).enumerate() {
-                    let keep = splitmix64(seed, (start + i) as u64) >= threshold;
-                    *g = (*g * if keep { scale } else { 0.0 }) * df(z);
-                }
-            },
-        )
+        self.for_blocks(start, g.len(), |off, fac| {
+            let (g, z) = (&mut g[off..off + fac.len()], &z[off..off + fac.len()]);
+            fastmath::dispatch(
+                #[inline(always)]
+                || {
+                    for ((g, &z), &m) in g.iter_mut().zip(z).zip(fac) {
+                        *g = (*g * m) * df(z);
+                    }
+                },
+            )
+        });
     }
 
     /// `f(x[i]) · factor(i)` for every element of a row-major slice, into a new vector written
@@ -310,7 +328,6 @@ impl<'t> Var<'t> {
 
 #[cfg(test)]
 mod tests {
-    use super::splitmix64;
     use crate::gradcheck::{assert_gradients, randn};
     use crate::{Tape, Tensor};
     use ndarray::IxDyn;
@@ -319,13 +336,6 @@ mod tests {
 
     fn ones(shape: &[usize]) -> Tensor {
         Tensor::ones(IxDyn(shape))
-    }
-
-    #[test]
-    fn splitmix_matches_the_reference_stream() {
-        // First outputs of SplitMix64 seeded with 1234567 (the reference C implementation).
-        assert_eq!(splitmix64(1_234_567, 0), 6_457_827_717_110_365_317);
-        assert_eq!(splitmix64(1_234_567, 1), 3_203_168_211_198_807_973);
     }
 
     #[test]
@@ -338,8 +348,7 @@ mod tests {
         let mut y = x.clone();
         mask.apply_in_place(&mut y);
         for (i, (&x, &y)) in x.iter().zip(&y).enumerate() {
-            let keep = splitmix64(mask.seed, i as u64) >= mask.threshold;
-            assert_eq!(y, x * if keep { mask.scale } else { 0.0 }, "element {i}");
+            assert_eq!(y, x * mask.factor(i as u64), "element {i}");
         }
         // The write-once forward kernel gives the same elements, on 1 and 2 threads and below
         // the parallel threshold.

@@ -86,10 +86,8 @@ struct Scratch {
     res: Vec<f32>,
     /// Per-row sums.
     row_sums: Vec<f32>,
-    /// The dropout factors of one head `[L, L']` (backward).
+    /// The dropout factors of one head `[L, L']`.
     factors: Vec<f32>,
-    /// [`unpadded_index`] of the dims.
-    index: Vec<u64>,
 }
 
 impl Scratch {
@@ -107,7 +105,6 @@ impl Scratch {
             res: vec![0.0; nd],
             row_sums: vec![0.0; d.len],
             factors: vec![0.0; nl],
-            index: unpadded_index(d),
         }
     }
 }
@@ -115,10 +112,7 @@ impl Scratch {
 mod rows;
 #[cfg(target_arch = "x86_64")]
 mod simd;
-use rows::{
-    apply_dropout, dropout_factors, gather, gather_t, multiply, scatter, score_grad_rows,
-    softmax_rows, unpadded_index,
-};
+use rows::{dropout_factors, gather, gather_t, multiply, scatter, score_grad_rows, softmax_rows};
 
 /// The forward of sequence `b`: writes `out` `[L, D]`; appends the softmax probabilities
 /// `[H, L, L']` to `probs` when they are kept for the backward.
@@ -176,7 +170,8 @@ fn forward_item(
                     None => probs_h,
                     Some(mask) => {
                         let base = ((b * d.heads + h) * l * l) as u64;
-                        apply_dropout(&mut s.ds, probs_h, &s.index, &mask, base);
+                        dropout_factors(&mut s.factors, d, &mask, base);
+                        multiply(&mut s.ds, probs_h, &s.factors);
                         &s.ds
                     }
                 };
@@ -234,7 +229,7 @@ fn backward_item(
                 let weights: &[f32] = match dropout {
                     None => p,
                     Some(mask) => {
-                        dropout_factors(&mut s.factors, &s.index, &mask, base);
+                        dropout_factors(&mut s.factors, d, &mask, base);
                         multiply(&mut s.ds, p, &s.factors);
                         &s.ds
                     }

@@ -237,22 +237,16 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     sums.iter().fold(0.0, |s, &v| s + v)
 }
 
-/// `w[f] = x[f] · mask.factor(base + index[f])` over a padded `[L, L']` matrix, where
-/// `index[f]` is element `f`'s row-major index in the unpadded `[L, L]` matrix (padding
-/// columns hold 0 in `x`, so whatever the mask says there the product is 0).
+/// `f[i·L' + j] = mask.factor(base + i·L + j)` over a padded `[L, L']` matrix: each row's `L`
+/// factors are those of its elements in the unpadded `[L, L]` matrix (one vectorized run per
+/// row, [`Mask::factors`]); the padding columns get 0.
 #[inline(always)]
-pub(super) fn apply_dropout(w: &mut [f32], x: &[f32], index: &[u64], mask: &Mask, base: u64) {
-    for ((w, &x), &i) in w.iter_mut().zip(x).zip(index) {
-        *w = x * mask.factor(base + i);
-    }
-}
-
-/// `f[k] = mask.factor(base + index[k])` over a padded `[L, L']` matrix (see
-/// [`apply_dropout`]).
-#[inline(always)]
-pub(super) fn dropout_factors(f: &mut [f32], index: &[u64], mask: &Mask, base: u64) {
-    for (f, &i) in f.iter_mut().zip(index) {
-        *f = mask.factor(base + i);
+pub(super) fn dropout_factors(f: &mut [f32], d: &Dims, mask: &Mask, base: u64) {
+    let l = d.len;
+    for (i, row) in f.chunks_exact_mut(d.lp).enumerate() {
+        let (real, pad) = row.split_at_mut(l);
+        mask.factors(base + (i * l) as u64, real);
+        pad.fill(0.0);
     }
 }
 
@@ -270,12 +264,4 @@ fn multiply_in_place(w: &mut [f32], f: &[f32]) {
     for (w, &f) in w.iter_mut().zip(f) {
         *w *= f;
     }
-}
-
-/// `index[i·L' + j] = i·L + j`: the unpadded index of each padded position (see
-/// [`apply_dropout`]).
-pub(super) fn unpadded_index(d: &Dims) -> Vec<u64> {
-    (0..d.len * d.lp)
-        .map(|f| ((f / d.lp) * d.len + f % d.lp) as u64)
-        .collect()
 }
