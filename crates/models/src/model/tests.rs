@@ -1,7 +1,7 @@
 use super::*;
 use crate::config::{MmoeConfig, Readout, SequenceConfig, TimeWindowMask};
 use crate::mean_gate_weights;
-use closeup_autograd::gradcheck::{assert_gradients, randn};
+use closeup_autograd::gradcheck::{GradCheck, assert_gradients, randn};
 use closeup_autograd::{Checkpoint, Tensor};
 use ndarray::{Array1, Array2, Axis, array};
 use std::collections::BTreeMap;
@@ -217,7 +217,15 @@ fn gradient_check_through_the_whole_model() {
         let m = CloseupModel::new(&tiny(arch, true), &shape(), 2).unwrap();
         let x = batch();
         let l = 5;
-        assert_gradients(
+        // A step smaller than the default 2e-3: with ReLU experts, one direction's ±2e-3 step
+        // crossed a ReLU kink (the finite difference then mixes two slopes: -0.160 vs the
+        // analytic -0.174 — it appeared when the dropout masks changed; at 4e-4 the difference
+        // agrees, and on other dropout seeds at 2e-3 too).
+        GradCheck {
+            eps: 4e-4,
+            ..GradCheck::default()
+        }
+        .run(
             &[randn(&[4, l, 8], 1), randn(&[4, 8], 2), randn(&[4, 3], 3)],
             move |_, v| {
                 let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
@@ -233,7 +241,8 @@ fn gradient_check_through_the_whole_model() {
                 let input = Var::concat(&[enc.read_out(&e, Some(v[1])), v[1], v[2]], 1);
                 m.head_forward(input, &mut ctx).logits
             },
-        );
+        )
+        .unwrap_or_else(|e| panic!("{arch}: {e}"));
     }
 }
 
