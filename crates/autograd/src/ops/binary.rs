@@ -6,7 +6,6 @@ use crate::kernels::{map2, use_parallel};
 use crate::tape::{BackwardOp, GradSink};
 use crate::{Tensor, Var};
 use ndarray::{IxDyn, Zip};
-use rayon::prelude::*;
 use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug)]
@@ -42,26 +41,28 @@ impl Kind {
 /// loops per repetition (which vectorize) instead of a broadcast `Zip`. `swap` computes
 /// `b ∘ a` instead (for a repeated left operand).
 fn forward_repeated(kind: Kind, a: &[f32], b: &[f32], swap: bool) -> Vec<f32> {
-    let mut out = crate::kernels::zeros(a.len());
-    let f = |(o, x): (&mut [f32], &[f32])| {
+    let f = |(o, x): (&mut [std::mem::MaybeUninit<f32>], &[f32])| {
         for ((o, &x), &y) in o.iter_mut().zip(x).zip(b) {
-            *o = if swap {
+            o.write(if swap {
                 kind.apply(y, x)
             } else {
                 kind.apply(x, y)
-            };
+            });
         }
     };
     // Whole repetitions per task, about `PAR_MIN_LEN` elements each.
     let per_task = b.len() * (crate::kernels::PAR_MIN_LEN / b.len()).max(1);
-    if use_parallel(a.len()) {
-        out.par_chunks_mut(per_task)
-            .zip(a.par_chunks(per_task))
-            .for_each(|(o, x)| o.chunks_mut(b.len()).zip(x.chunks(b.len())).for_each(f));
-    } else {
-        out.chunks_mut(b.len()).zip(a.chunks(b.len())).for_each(f);
+    #[allow(unsafe_code)]
+    // SAFETY: chunk `i` covers `a[i · per_task ..][..len]`, and its repetitions of `b.len()`
+    // elements (the chunk is a whole number of them, `b.len()` divides `a.len()`) are each
+    // written in full by `f`.
+    unsafe {
+        crate::kernels::written_by(a.len(), per_task, |i, o| {
+            let x = &a[i * per_task..][..o.len()];
+            o.chunks_mut(b.len()).zip(x.chunks(b.len())).for_each(f);
+        })
+        .0
     }
-    out
 }
 
 fn forward(kind: Kind, a: &Tensor, b: &Tensor) -> Tensor {

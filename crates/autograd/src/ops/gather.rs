@@ -6,11 +6,9 @@
 //! unique after backward, duplicates summed in a fixed order), so optimizers can update only
 //! those rows. Otherwise the rows are scatter-added into a dense gradient.
 
-use crate::kernels::use_parallel;
 use crate::tape::{BackwardOp, GradSink};
 use crate::{Tensor, Var};
 use ndarray::{ArrayD, IxDyn};
-use rayon::prelude::*;
 
 struct GatherBackward {
     table: usize,
@@ -44,17 +42,22 @@ fn gather(table: &Tensor, ids: &[usize], op: &str) -> (Vec<f32>, usize) {
         panic!("{op}: id {bad} out of range for a table of {rows} rows");
     }
     let src = table.as_slice().expect("standard layout");
-    let mut out = crate::kernels::zeros(ids.len() * dim);
-    if dim > 0 {
-        let copy = |(row, &id): (&mut [f32], &usize)| {
-            row.copy_from_slice(&src[id * dim..(id + 1) * dim]);
-        };
-        if use_parallel(out.len()) {
-            out.par_chunks_mut(dim).zip(ids.par_iter()).for_each(copy);
-        } else {
-            out.chunks_mut(dim).zip(ids.iter()).for_each(copy);
-        }
-    }
+    // Whole rows per chunk, about `PAR_MIN_LEN` elements each.
+    let per_task = dim.max(1) * (crate::kernels::PAR_MIN_LEN / dim.max(1)).max(1);
+    #[allow(unsafe_code)]
+    // SAFETY: chunk `i` holds rows `i · per_task / dim ..` (whole rows: `dim` divides both the
+    // chunk and the total), each written in full from its table row.
+    let out = unsafe {
+        crate::kernels::written_by(ids.len() * dim, per_task, |i, o| {
+            let first = i * per_task / dim.max(1);
+            for (row, &id) in o.chunks_mut(dim).zip(&ids[first..]) {
+                for (o, &v) in row.iter_mut().zip(&src[id * dim..(id + 1) * dim]) {
+                    o.write(v);
+                }
+            }
+        })
+        .0
+    };
     (out, dim)
 }
 

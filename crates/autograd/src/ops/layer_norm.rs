@@ -22,6 +22,7 @@ use crate::tape::{BackwardOp, GradSink};
 use crate::{Tensor, Var};
 use ndarray::IxDyn;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 /// Lanes of the partial sums in the row reductions.
@@ -65,12 +66,18 @@ fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
     (mean, rstd)
 }
 
-/// Writes `y = x̂·γ + β` for one row and returns its `(μ, rstd)`.
+/// Writes `y = x̂·γ + β` for one row (every element of `y`) and returns its `(μ, rstd)`.
 #[inline(always)]
-fn normalize_row(y: &mut [f32], x: &[f32], gamma: &[f32], beta: &[f32], eps: f32) -> (f32, f32) {
+fn normalize_row(
+    y: &mut [MaybeUninit<f32>],
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) -> (f32, f32) {
     let (mean, rstd) = row_stats(x, eps);
     for (((y, &xv), &gv), &bv) in y.iter_mut().zip(x).zip(gamma).zip(beta) {
-        *y = (xv - mean) * rstd * gv + bv;
+        y.write((xv - mean) * rstd * gv + bv);
     }
     (mean, rstd)
 }
@@ -118,18 +125,11 @@ impl BackwardOp for LayerNormBackward {
             sink.wants(self.beta),
         );
         let block = block_rows(d);
-        let mut dx = crate::kernels::zeros(if want_x { rows * d } else { 0 });
-        // One work item per block of rows; its slice of `dx` (empty when x needs no gradient).
-        let mut items: Vec<(usize, &mut [f32])> = if want_x {
-            dx.chunks_mut(block * d).enumerate().collect()
-        } else {
-            (0..rows.div_ceil(block))
-                .map(|b| (b, <&mut [f32]>::default()))
-                .collect()
-        };
         let n = d as f32;
         // Each block compiled for the widest instruction set (see `fastmath::dispatch`).
-        let work = |(b, dx_block): &mut (usize, &mut [f32])| -> BlockSums {
+        // Block `b`: rows `b · block ..`, with its slice of `dx` (empty when x needs no
+        // gradient; otherwise every element is written).
+        let work = |b: usize, dx_block: &mut [MaybeUninit<f32>]| -> BlockSums {
             dispatch(
                 #[inline(always)]
                 || {
@@ -137,7 +137,7 @@ impl BackwardOp for LayerNormBackward {
                         dgamma: vec![0.0; if want_g { d } else { 0 }],
                         dbeta: vec![0.0; if want_b { d } else { 0 }],
                     };
-                    let r0 = *b * block;
+                    let r0 = b * block;
                     let r1 = (r0 + block).min(rows);
                     for r in r0..r1 {
                         let (xr, gr) = (&x[r * d..(r + 1) * d], &dy[r * d..(r + 1) * d]);
@@ -160,7 +160,7 @@ impl BackwardOp for LayerNormBackward {
                             let out = &mut dx_block[(r - r0) * d..(r - r0 + 1) * d];
                             for (((o, &xv), &gv), &gm) in out.iter_mut().zip(xr).zip(gr).zip(gamma)
                             {
-                                *o = rs * (gv * gm - m1 - ((xv - mu) * rs) * m2);
+                                o.write(rs * (gv * gm - m1 - ((xv - mu) * rs) * m2));
                             }
                         }
                     }
@@ -168,17 +168,24 @@ impl BackwardOp for LayerNormBackward {
                 },
             )
         };
-        let blocks: Vec<BlockSums> = if use_parallel(rows * d) {
-            items.par_iter_mut().map(work).collect()
-        } else {
-            items.iter_mut().map(work).collect()
-        };
-        drop(items);
-        if want_x {
+        let blocks: Vec<BlockSums> = if want_x {
+            #[allow(unsafe_code)]
+            // SAFETY: chunk `b` of `dx` is rows `b · block ..` (whole rows), and `work` writes
+            // every element of each of them when `want_x`.
+            let (dx, blocks) = unsafe { crate::kernels::written_by(rows * d, block * d, work) };
             let dx =
                 Tensor::from_shape_vec(self.x_val.raw_dim(), dx).expect("dx has the input's size");
             sink.add(self.x, dx);
-        }
+            blocks
+        } else {
+            let none = |b: usize| work(b, &mut []);
+            let items = 0..rows.div_ceil(block);
+            if use_parallel(rows * d) {
+                items.into_par_iter().map(none).collect()
+            } else {
+                items.map(none).collect()
+            }
+        };
         let total = |pick: fn(&BlockSums) -> &Vec<f32>| -> Tensor {
             let mut acc = vec![0.0_f32; d];
             for b in &blocks {
@@ -241,35 +248,29 @@ impl<'t> Var<'t> {
             g_val.as_slice().expect("tape values are standard layout"),
             b_val.as_slice().expect("tape values are standard layout"),
         );
-        let mut out = crate::kernels::zeros(x.len());
         // Blocks of rows (a function of `D` only), each compiled for the widest instruction
         // set (see `fastmath::dispatch`); rows are independent, so the split changes nothing.
+        // Each block's `(μ, rstd)` go to its own slot, concatenated in block order.
         let chunk = block_rows(d) * d;
-        let block = |(y, x): (&mut [f32], &[f32])| -> Vec<(f32, f32)> {
-            dispatch(
-                #[inline(always)]
-                || {
-                    let mut stats = Vec::with_capacity(x.len() / d);
-                    for (y, x) in y.chunks_mut(d).zip(x.chunks(d)) {
-                        stats.push(normalize_row(y, x, gs, bs, eps));
-                    }
-                    stats
-                },
-            )
+        #[allow(unsafe_code)]
+        // SAFETY: block `i` is rows `i · chunk / d ..` of the output, and `normalize_row`
+        // writes every element of each of its rows (`chunk` and the total are multiples of `d`).
+        let (out, block_stats) = unsafe {
+            crate::kernels::written_by(x.len(), chunk, |i, y| {
+                let x = &x[i * chunk..][..y.len()];
+                dispatch(
+                    #[inline(always)]
+                    || {
+                        let mut stats = Vec::with_capacity(x.len() / d);
+                        for (y, x) in y.chunks_mut(d).zip(x.chunks(d)) {
+                            stats.push(normalize_row(y, x, gs, bs, eps));
+                        }
+                        stats
+                    },
+                )
+            })
         };
-        let stats: Vec<(f32, f32)> = if use_parallel(x.len()) {
-            let blocks: Vec<Vec<(f32, f32)>> = out
-                .par_chunks_mut(chunk)
-                .zip(x.par_chunks(chunk))
-                .map(block)
-                .collect();
-            blocks.concat()
-        } else {
-            out.chunks_mut(chunk)
-                .zip(x.chunks(chunk))
-                .flat_map(block)
-                .collect()
-        };
+        let stats: Vec<(f32, f32)> = block_stats.concat();
         let out =
             Tensor::from_shape_vec(x_val.raw_dim(), out).expect("output has the input's size");
         self.tape
