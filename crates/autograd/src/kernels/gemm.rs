@@ -194,6 +194,74 @@ pub fn affine_with(
     y
 }
 
+/// Elements per piece of [`affine_then`]'s epilogue after a `gemm` product.
+const EPILOGUE_CHUNK: usize = 1 << 14;
+
+/// [`affine`] (with a bias) followed by an element-wise `epilogue(start, z, out)` over
+/// consecutive pieces of the row-major output: `z` is a piece of `x · wᵀ + b` (the epilogue
+/// may rewrite it in place), `out` the same elements of a second output, which the epilogue
+/// **must write in full**, and `start` the piece's first element index. Returns `z` (as the
+/// epilogue left it) and the second output. On the thin path each piece is a row chunk handed
+/// to the epilogue right after it is computed, while it is still in cache (e.g. an activation
+/// and its derivative: the pre-activation never goes to memory and back); otherwise the
+/// pieces follow the whole product. The pieces' bounds depend on the path, so the epilogue's
+/// result for an element must depend only on its value and index.
+///
+/// # Panics
+/// As [`affine`].
+pub(crate) fn affine_then(
+    x: ArrayView2<'_, f32>,
+    w: ArrayView2<'_, f32>,
+    b: ArrayView1<'_, f32>,
+    epilogue: impl Fn(usize, &mut [f32], &mut [std::mem::MaybeUninit<f32>]) + Sync,
+) -> (Array2<f32>, Vec<f32>) {
+    check_bias(b, w);
+    assert_eq!(
+        x.ncols(),
+        w.ncols(),
+        "affine: input shape {:?} vs weight shape {:?}",
+        x.shape(),
+        w.shape()
+    );
+    #[cfg(target_arch = "x86_64")]
+    {
+        let bs: Cow<'_, [f32]> = b
+            .as_slice()
+            .map_or_else(|| Cow::Owned(b.to_vec()), Cow::Borrowed);
+        let parallel = parallel_product(x.nrows(), w.nrows(), x.ncols(), Threading::Auto);
+        if let Some(pair) = super::thin::try_new_then(x, w.t(), Some(&bs), parallel, &epilogue) {
+            return pair;
+        }
+    }
+    let mut z = affine(x, w, Some(b));
+    let n = z.len();
+    let zs = z.as_slice_mut().expect("a new array is row-major");
+    let mut second: Vec<f32> = Vec::with_capacity(n);
+    let piece = |(i, (z, out)): (usize, (&mut [f32], &mut [std::mem::MaybeUninit<f32>]))| {
+        epilogue(i * EPILOGUE_CHUNK, z, out);
+    };
+    let spare = &mut second.spare_capacity_mut()[..n];
+    if super::use_parallel(n) {
+        use rayon::prelude::*;
+        zs.par_chunks_mut(EPILOGUE_CHUNK)
+            .zip(spare.par_chunks_mut(EPILOGUE_CHUNK))
+            .enumerate()
+            .for_each(piece);
+    } else {
+        zs.chunks_mut(EPILOGUE_CHUNK)
+            .zip(spare.chunks_mut(EPILOGUE_CHUNK))
+            .enumerate()
+            .for_each(piece);
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: the pieces cover the first `n` elements, and the epilogue wrote all of each
+    // (its contract).
+    unsafe {
+        second.set_len(n);
+    }
+    (z, second)
+}
+
 fn check_bias(b: ArrayView1<'_, f32>, w: ArrayView2<'_, f32>) {
     assert_eq!(
         b.len(),

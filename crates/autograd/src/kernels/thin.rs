@@ -22,6 +22,7 @@ use super::small::{self, LANES};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 
 /// Largest inner dimension routed here (`B`'s column groups then stay in L1).
 const MAX_K: usize = 256;
@@ -164,6 +165,67 @@ pub(super) fn try_new(
         y.set_len(m * n);
     }
     Some(Array2::from_shape_vec((m, n), y).expect("m · n elements"))
+}
+
+/// An output element not yet written.
+type Uninit = MaybeUninit<f32>;
+
+/// [`try_new`] with an `epilogue(start, z, out)` run on each row chunk right after the chunk
+/// is computed (while it is in cache): `z` is the chunk of the product (the epilogue may
+/// rewrite it), `out` the same elements of a second output, which the epilogue must write in
+/// full, `start` the chunk's first element index. Returns the product and the second output.
+pub(super) fn try_new_then(
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    bias: Option<&[f32]>,
+    parallel: bool,
+    epilogue: &(impl Fn(usize, &mut [f32], &mut [MaybeUninit<f32>]) + Sync),
+) -> Option<(Array2<f32>, Vec<f32>)> {
+    let bs = plan(&a, &b)?;
+    let ((m, k), n) = (a.dim(), b.ncols());
+    let a = a.as_slice().expect("checked by plan");
+    let mut y: Vec<f32> = Vec::with_capacity(m * n);
+    let mut second: Vec<f32> = Vec::with_capacity(m * n);
+    let chunk = |(i, (z, out)): (usize, (&mut [Uninit], &mut [Uninit]))| {
+        let rows = z.len() / n;
+        let a = &a[i * ROW_CHUNK * k..][..rows * k];
+        #[allow(unsafe_code)]
+        // SAFETY: AVX-512F (checked by `plan`); `a` holds `rows × k` and `bs` `k × n`
+        // elements, `bias` (if not null) `n`; `z` has room for `rows × n`, which the product
+        // writes in full — after which it is initialized and may be viewed as `f32`.
+        let z = unsafe {
+            let ops = operands(a, &bs, bias, z.as_mut_ptr().cast(), k, n);
+            small::avx512::product::<false, false>(rows, n, k, ops);
+            std::slice::from_raw_parts_mut(z.as_mut_ptr().cast::<f32>(), z.len())
+        };
+        epilogue(i * ROW_CHUNK * n, z, out);
+    };
+    let (zs, outs) = (
+        &mut y.spare_capacity_mut()[..m * n],
+        &mut second.spare_capacity_mut()[..m * n],
+    );
+    if parallel {
+        zs.par_chunks_mut(ROW_CHUNK * n)
+            .zip(outs.par_chunks_mut(ROW_CHUNK * n))
+            .enumerate()
+            .for_each(chunk);
+    } else {
+        zs.chunks_mut(ROW_CHUNK * n)
+            .zip(outs.chunks_mut(ROW_CHUNK * n))
+            .enumerate()
+            .for_each(chunk);
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: the chunks cover the first `m · n` elements of both buffers; the product wrote
+    // every element of `y`'s, and the epilogue (by its contract) every element of `second`'s.
+    unsafe {
+        y.set_len(m * n);
+        second.set_len(m * n);
+    }
+    Some((
+        Array2::from_shape_vec((m, n), y).expect("m · n elements"),
+        second,
+    ))
 }
 
 #[cfg(test)]

@@ -115,7 +115,7 @@ impl Mask {
     /// `out[i] = f(z[i]).0 · factor(i)` and `z[i] = f(z[i]).1` for a row-major slice whose first
     /// element has index `start` (same lengths; every element of `out` written).
     #[inline(always)]
-    fn map_keep_chunk(
+    pub(crate) fn map_keep_chunk(
         &self,
         start: usize,
         z: &mut [f32],
