@@ -1,7 +1,7 @@
 use super::*;
 use crate::config::{MmoeConfig, Readout, SequenceConfig, TimeWindowMask};
 use crate::mean_gate_weights;
-use closeup_autograd::gradcheck::{GradCheck, assert_gradients, randn};
+use closeup_autograd::gradcheck::{GradCheck, randn};
 use closeup_autograd::{Checkpoint, Tensor};
 use ndarray::{Array1, Array2, Axis, array};
 use std::collections::BTreeMap;
