@@ -207,9 +207,14 @@ const EPILOGUE_CHUNK: usize = 1 << 14;
 /// pieces follow the whole product. The pieces' bounds depend on the path, so the epilogue's
 /// result for an element must depend only on its value and index.
 ///
+/// # Safety
+/// The epilogue must write every element of each `out` piece it is given (the second output
+/// is returned as initialized).
+///
 /// # Panics
 /// As [`affine`].
-pub(crate) fn affine_then(
+#[allow(unsafe_code)]
+pub(crate) unsafe fn affine_then(
     x: ArrayView2<'_, f32>,
     w: ArrayView2<'_, f32>,
     b: ArrayView1<'_, f32>,
@@ -229,7 +234,9 @@ pub(crate) fn affine_then(
             .as_slice()
             .map_or_else(|| Cow::Owned(b.to_vec()), Cow::Borrowed);
         let parallel = parallel_product(x.nrows(), w.nrows(), x.ncols(), Threading::Auto);
-        if let Some(pair) = super::thin::try_new_then(x, w.t(), Some(&bs), parallel, &epilogue) {
+        // SAFETY: the epilogue's contract is this function's.
+        let pair = unsafe { super::thin::try_new_then(x, w.t(), Some(&bs), parallel, &epilogue) };
+        if let Some(pair) = pair {
             return pair;
         }
     }
@@ -253,9 +260,8 @@ pub(crate) fn affine_then(
             .enumerate()
             .for_each(piece);
     }
-    #[allow(unsafe_code)]
     // SAFETY: the pieces cover the first `n` elements, and the epilogue wrote all of each
-    // (its contract).
+    // (the caller's contract).
     unsafe {
         second.set_len(n);
     }

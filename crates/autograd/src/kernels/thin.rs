@@ -174,7 +174,11 @@ type Uninit = MaybeUninit<f32>;
 /// is computed (while it is in cache): `z` is the chunk of the product (the epilogue may
 /// rewrite it), `out` the same elements of a second output, which the epilogue must write in
 /// full, `start` the chunk's first element index. Returns the product and the second output.
-pub(super) fn try_new_then(
+///
+/// # Safety
+/// The epilogue must write every element of each `out` chunk it is given.
+#[allow(unsafe_code)]
+pub(super) unsafe fn try_new_then(
     a: ArrayView2<'_, f32>,
     b: ArrayView2<'_, f32>,
     bias: Option<&[f32]>,
@@ -215,9 +219,9 @@ pub(super) fn try_new_then(
             .enumerate()
             .for_each(chunk);
     }
-    #[allow(unsafe_code)]
     // SAFETY: the chunks cover the first `m · n` elements of both buffers; the product wrote
-    // every element of `y`'s, and the epilogue (by its contract) every element of `second`'s.
+    // every element of `y`'s, and the epilogue (the caller's contract) every element of
+    // `second`'s.
     unsafe {
         y.set_len(m * n);
         second.set_len(m * n);

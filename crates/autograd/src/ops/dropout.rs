@@ -286,9 +286,10 @@ impl BackwardOp for DropoutBackward {
 }
 
 impl<'t> Var<'t> {
-    /// Inverted dropout: each element is zeroed with probability `p` and the kept ones are
-    /// scaled by `1 / (1 − p)`, so the expectation is unchanged. The gradient is multiplied by
-    /// the same mask.
+    /// Inverted dropout: each element is zeroed with probability `p` (rounded down to a
+    /// multiple of `2⁻¹⁶`, the resolution of the mask's random bits) and the kept ones are
+    /// scaled by `1 / (1 − p)`, so the expectation is unchanged (up to that rounding). The
+    /// gradient is multiplied by the same mask.
     ///
     /// Draws exactly one `u64` from `rng` (the mask seed; see the module docs for the
     /// counter-based hash), so the result depends only on the RNG state — not on the thread

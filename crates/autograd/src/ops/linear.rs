@@ -316,9 +316,13 @@ impl<'t> Var<'t> {
         // (in cache), writing the output and `GELU'(z)` over `z`.
         let (mut y, fused_gelu) = match (dropout, act, b1) {
             (Some(mask), LinearAct::Gelu, Some(b1)) if needs_grad => {
-                let (d, a) = affine_then(rows_view(&x_val), w2, b1, |start, z, out| {
-                    mask.map_keep_chunk(start, z, out, fastmath::gelu_and_grad);
-                });
+                #[allow(unsafe_code)]
+                // SAFETY: `map_keep_chunk` writes every element of `out` (its contract).
+                let (d, a) = unsafe {
+                    affine_then(rows_view(&x_val), w2, b1, |start, z, out| {
+                        mask.map_keep_chunk(start, z, out, fastmath::gelu_and_grad);
+                    })
+                };
                 (shaped(d), Some(a))
             }
             _ => (shaped(affine(rows_view(&x_val), w2, b1)), None),
