@@ -166,15 +166,8 @@ pub fn affine_with(
     let Some(b) = b else {
         return sgemm_new(x, w.t(), threading);
     };
-    check_bias(b, w);
+    check_affine(x, w, b);
     let (rows, out) = (x.nrows(), w.nrows());
-    assert_eq!(
-        x.ncols(),
-        w.ncols(),
-        "affine: input shape {:?} vs weight shape {:?}",
-        x.shape(),
-        w.shape()
-    );
     let b: Cow<'_, [f32]> = b
         .as_slice()
         .map_or_else(|| Cow::Owned(b.to_vec()), Cow::Borrowed);
@@ -220,14 +213,7 @@ pub(crate) unsafe fn affine_then(
     b: ArrayView1<'_, f32>,
     epilogue: impl Fn(usize, &mut [f32], &mut [std::mem::MaybeUninit<f32>]) + Sync,
 ) -> (Array2<f32>, Vec<f32>) {
-    check_bias(b, w);
-    assert_eq!(
-        x.ncols(),
-        w.ncols(),
-        "affine: input shape {:?} vs weight shape {:?}",
-        x.shape(),
-        w.shape()
-    );
+    check_affine(x, w, b);
     #[cfg(target_arch = "x86_64")]
     {
         let bs: Cow<'_, [f32]> = b
@@ -266,6 +252,18 @@ pub(crate) unsafe fn affine_then(
         second.set_len(n);
     }
     (z, second)
+}
+
+/// Panics unless `x · wᵀ + b` is defined (with [`check_bias`]).
+fn check_affine(x: ArrayView2<'_, f32>, w: ArrayView2<'_, f32>, b: ArrayView1<'_, f32>) {
+    check_bias(b, w);
+    assert_eq!(
+        x.ncols(),
+        w.ncols(),
+        "affine: input shape {:?} vs weight shape {:?}",
+        x.shape(),
+        w.shape()
+    );
 }
 
 fn check_bias(b: ArrayView1<'_, f32>, w: ArrayView2<'_, f32>) {

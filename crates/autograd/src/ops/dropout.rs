@@ -158,25 +158,15 @@ impl Mask {
     /// once (one pass: no copy of `x` masked afterwards), by the pool when it is large; each
     /// element is computed on its own, so the result is independent of the (fixed) chunking.
     pub(crate) fn map(&self, x: &[f32], f: impl Fn(f32) -> f32 + Copy + Sync) -> Vec<f32> {
-        let n = x.len();
-        let mut out = Vec::with_capacity(n);
-        let spare = &mut out.spare_capacity_mut()[..n];
-        if use_parallel(n) {
-            spare
-                .par_chunks_mut(CHUNK)
-                .zip(x.par_chunks(CHUNK))
-                .enumerate()
-                .for_each(|(c, (o, x))| self.map_chunk_into(c * CHUNK, x, o, f));
-        } else {
-            self.map_chunk_into(0, x, spare, f);
-        }
         #[allow(unsafe_code)]
-        // SAFETY: the capacity is `n` and `map_chunk_into` wrote every one of the first `n`
-        // elements (the chunks of `spare` and `x` pair up exactly, both of length `n`).
+        // SAFETY: `map_chunk_into` writes every element of each chunk `o` (the same length as
+        // its piece of `x`).
         unsafe {
-            out.set_len(n);
+            crate::kernels::written_by(x.len(), CHUNK, |c, o| {
+                self.map_chunk_into(c * CHUNK, &x[c * CHUNK..][..o.len()], o, f);
+            })
+            .0
         }
-        out
     }
 
     /// [`Mask::map`] of `f(z[i]).0`, while `z[i]` is replaced by `f(z[i]).1` — e.g. an

@@ -59,21 +59,30 @@ fn relu_in_place(y: &mut [f32]) {
     }
 }
 
+/// `f(&mut g[i], y[i])` for every element, by the pool when large (same lengths).
+fn zip_in_place(g: &mut [f32], y: &[f32], f: impl Fn(&mut f32, f32) + Copy + Send + Sync) {
+    let run = |(g, y): (&mut [f32], &[f32])| {
+        for (g, &y) in g.iter_mut().zip(y) {
+            f(g, y);
+        }
+    };
+    if use_parallel(g.len()) {
+        g.par_chunks_mut(CHUNK)
+            .zip(y.par_chunks(CHUNK))
+            .for_each(run);
+    } else {
+        run((g, y));
+    }
+}
+
 /// `g = g · scale` where the ReLU output `y` is positive, else 0: the gradient of [`Var::relu`]
 /// (`scale = 1`, exact), or of ReLU followed by dropout when `y` is the masked output (its
 /// kept elements are exactly the positive ones, and their factor is `scale`).
 fn relu_mask_in_place(g: &mut [f32], y: &[f32], scale: f32) {
-    let f = |(g, y): (&mut [f32], &[f32])| {
-        for (g, &y) in g.iter_mut().zip(y) {
-            // `y > 0` exactly where the input was > 0 (NaN gets no gradient, as in `relu`).
-            *g = if y > 0.0 { *g * scale } else { 0.0 };
-        }
-    };
-    if use_parallel(g.len()) {
-        g.par_chunks_mut(CHUNK).zip(y.par_chunks(CHUNK)).for_each(f);
-    } else {
-        f((g, y));
-    }
+    // `y > 0` exactly where the input was > 0 (NaN gets no gradient, as in `relu`).
+    zip_in_place(g, y, move |g, y| {
+        *g = if y > 0.0 { *g * scale } else { 0.0 }
+    });
 }
 
 /// ReLU with the same `x < 0` test (and NaN propagation) as [`Var::relu`].
@@ -84,16 +93,7 @@ fn relu(v: f32) -> f32 {
 
 /// `g = g · d` element-wise in place.
 fn multiply_in_place(g: &mut [f32], d: &[f32]) {
-    let f = |(g, d): (&mut [f32], &[f32])| {
-        for (g, &d) in g.iter_mut().zip(d) {
-            *g *= d;
-        }
-    };
-    if use_parallel(g.len()) {
-        g.par_chunks_mut(CHUNK).zip(d.par_chunks(CHUNK)).for_each(f);
-    } else {
-        f((g, d));
-    }
+    zip_in_place(g, d, |g, d| *g *= d);
 }
 
 /// GELU of `z` into a new buffer, and `GELU'(z)` in place of `z`
