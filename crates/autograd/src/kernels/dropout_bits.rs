@@ -50,11 +50,13 @@ pub(crate) fn factors(seed: u64, t: u16, scale: f32, start: u64, out: &mut [f32]
         let blocks = rest.len() / 32 * 32;
         let (middle, tail) = rest.split_at_mut(blocks);
         let at = start + head as u64;
-        #[allow(unsafe_code)]
-        // SAFETY: AVX-512F/BW/DQ are available (checked above); `at` is a multiple of 4 and
-        // `middle`'s length a multiple of 32.
-        unsafe {
-            avx512::factors(seed, t, scale, at, middle);
+        if !middle.is_empty() {
+            #[allow(unsafe_code)]
+            // SAFETY: AVX-512F/BW/DQ are available (checked above); `at` is a multiple of 4
+            // (a non-empty middle follows a whole head) and `middle`'s length a multiple of 32.
+            unsafe {
+                avx512::factors(seed, t, scale, at, middle);
+            }
         }
         portable(seed, t, scale, at + blocks as u64, tail);
         return;
