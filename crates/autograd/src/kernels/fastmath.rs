@@ -202,18 +202,19 @@ slice_kernel!(
 );
 
 /// `out = gelu(x)` and `x = gelu_grad(x)` element-wise ([`gelu_and_grad`]): the activation
-/// and, in place of its input, the derivative a backward pass needs.
+/// into a buffer written once (every element), and, in place of its input, the derivative a
+/// backward pass needs.
 ///
 /// # Panics
 /// If the lengths differ.
-pub fn gelu_and_grad_slice(x: &mut [f32], out: &mut [f32]) {
+pub fn gelu_and_grad_slice(x: &mut [f32], out: &mut [std::mem::MaybeUninit<f32>]) {
     assert_eq!(x.len(), out.len(), "gelu_and_grad_slice: lengths differ");
     dispatch(
         #[inline(always)]
         || {
             for (o, x) in out.iter_mut().zip(x.iter_mut()) {
                 let (y, d) = gelu_and_grad(*x);
-                *o = y;
+                o.write(y);
                 *x = d;
             }
         },
@@ -338,8 +339,19 @@ mod tests {
         gelu_backward_slice(&x, &x, &mut out);
         assert!(same(&out, &|v| v * gelu_grad(v)));
         let mut d = x.clone();
-        gelu_and_grad_slice(&mut d, &mut out);
-        assert!(same(&out, &gelu) && same(&d, &gelu_grad));
+        let mut written = vec![std::mem::MaybeUninit::new(f32::NAN); x.len()];
+        gelu_and_grad_slice(&mut d, &mut written);
+        let written: Vec<f32> = written
+            .iter()
+            .map(|v| {
+                #[allow(unsafe_code)]
+                // SAFETY: every element was initialized (with NaN, then overwritten).
+                unsafe {
+                    v.assume_init()
+                }
+            })
+            .collect();
+        assert!(same(&written, &gelu) && same(&d, &gelu_grad));
         exp_shifted_slice(&x, 1.5, None, &mut out);
         assert!(same(&out, &|v| exp(v - 1.5)));
         let keep: Vec<bool> = (0..x.len()).map(|i| i % 3 != 0).collect();

@@ -166,7 +166,7 @@ pub fn affine_with(
     let Some(b) = b else {
         return sgemm_new(x, w.t(), threading);
     };
-    check_affine(x, w, b);
+    check_affine(x, w, Some(b));
     let (rows, out) = (x.nrows(), w.nrows());
     let b: Cow<'_, [f32]> = b
         .as_slice()
@@ -190,7 +190,7 @@ pub fn affine_with(
 /// Elements per piece of [`affine_then`]'s epilogue after a `gemm` product.
 const EPILOGUE_CHUNK: usize = 1 << 14;
 
-/// [`affine`] (with a bias) followed by an element-wise `epilogue(start, z, out)` over
+/// [`affine`] followed by an element-wise `epilogue(start, z, out)` over
 /// consecutive pieces of the row-major output: `z` is a piece of `x · wᵀ + b` (the epilogue
 /// may rewrite it in place), `out` the same elements of a second output, which the epilogue
 /// **must write in full**, and `start` the piece's first element index. Returns `z` (as the
@@ -210,23 +210,25 @@ const EPILOGUE_CHUNK: usize = 1 << 14;
 pub(crate) unsafe fn affine_then(
     x: ArrayView2<'_, f32>,
     w: ArrayView2<'_, f32>,
-    b: ArrayView1<'_, f32>,
+    b: Option<ArrayView1<'_, f32>>,
     epilogue: impl Fn(usize, &mut [f32], &mut [std::mem::MaybeUninit<f32>]) + Sync,
 ) -> (Array2<f32>, Vec<f32>) {
     check_affine(x, w, b);
     #[cfg(target_arch = "x86_64")]
     {
-        let bs: Cow<'_, [f32]> = b
-            .as_slice()
-            .map_or_else(|| Cow::Owned(b.to_vec()), Cow::Borrowed);
+        let bs: Option<Cow<'_, [f32]>> = b.map(|b| {
+            b.to_slice()
+                .map_or_else(|| Cow::Owned(b.to_vec()), Cow::Borrowed)
+        });
         let parallel = parallel_product(x.nrows(), w.nrows(), x.ncols(), Threading::Auto);
         // SAFETY: the epilogue's contract is this function's.
-        let pair = unsafe { super::thin::try_new_then(x, w.t(), Some(&bs), parallel, &epilogue) };
+        let pair =
+            unsafe { super::thin::try_new_then(x, w.t(), bs.as_deref(), parallel, &epilogue) };
         if let Some(pair) = pair {
             return pair;
         }
     }
-    let mut z = affine(x, w, Some(b));
+    let mut z = affine(x, w, b);
     let n = z.len();
     let zs = z.as_slice_mut().expect("a new array is row-major");
     let mut second: Vec<f32> = Vec::with_capacity(n);
@@ -254,9 +256,11 @@ pub(crate) unsafe fn affine_then(
     (z, second)
 }
 
-/// Panics unless `x · wᵀ + b` is defined (with [`check_bias`]).
-fn check_affine(x: ArrayView2<'_, f32>, w: ArrayView2<'_, f32>, b: ArrayView1<'_, f32>) {
-    check_bias(b, w);
+/// Panics unless `x · wᵀ (+ b)` is defined (with [`check_bias`]).
+fn check_affine(x: ArrayView2<'_, f32>, w: ArrayView2<'_, f32>, b: Option<ArrayView1<'_, f32>>) {
+    if let Some(b) = b {
+        check_bias(b, w);
+    }
     assert_eq!(
         x.ncols(),
         w.ncols(),
@@ -348,6 +352,41 @@ mod tests {
 
     fn filled(r: usize, c: usize, seed: f32) -> Array2<f32> {
         Array2::from_shape_fn((r, c), |(i, j)| ((i * 31 + j * 17) as f32 * seed).sin())
+    }
+
+    #[test]
+    fn affine_then_equals_affine_followed_by_the_epilogue_on_any_thread_count() {
+        // `[1040, 64] → 256` takes the thin path on AVX-512 CPUs (row chunks, several of them
+        // and a partial one); `→ 200` (not a multiple of 16) the `gemm` fallback. The epilogue
+        // records each element's index (checking `start`) and rewrites `z` in place.
+        for (n, with_bias) in [(256, true), (256, false), (200, true)] {
+            let (x, w) = (filled(1040, 64, 0.3), filled(n, 64, 0.7));
+            let b = ndarray::Array1::from_shape_fn(n, |j| j as f32 * 0.01 - 1.0);
+            let b = with_bias.then(|| b.view());
+            let want = affine(x.view(), w.view(), b);
+            for threads in [1, 2] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .expect("pool");
+                #[allow(unsafe_code)]
+                // SAFETY: the epilogue writes every element of `out`.
+                let (z, second) = pool.install(|| unsafe {
+                    affine_then(x.view(), w.view(), b, |start, z, out| {
+                        for (k, (z, o)) in z.iter_mut().zip(out.iter_mut()).enumerate() {
+                            o.write((start + k) as f32);
+                            *z = 2.0 * *z + 1.0;
+                        }
+                    })
+                });
+                let what = format!("n {n}, bias {with_bias}, {threads} threads");
+                assert_eq!(z, want.mapv(|v| 2.0 * v + 1.0), "{what}");
+                assert!(
+                    second.iter().enumerate().all(|(i, &v)| v == i as f32),
+                    "{what}: element indices"
+                );
+            }
+        }
     }
 
     #[test]

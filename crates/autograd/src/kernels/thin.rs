@@ -130,6 +130,31 @@ fn for_row_chunks<T: Send>(
     }
 }
 
+/// An output element not yet written.
+type Uninit = MaybeUninit<f32>;
+
+/// Row chunk `i` of `a · b + bias` (`a` `[m, k]`, `b` `[k, n]`, both row-major and checked by
+/// [`plan`]) written into `z` (its `rows × n` elements, all of them), returned as initialized.
+fn new_chunk<'z>(
+    a: &[f32],
+    b: &[f32],
+    bias: Option<&[f32]>,
+    (i, k, n): (usize, usize, usize),
+    z: &'z mut [Uninit],
+) -> &'z mut [f32] {
+    let rows = z.len() / n;
+    let a = &a[i * ROW_CHUNK * k..][..rows * k];
+    #[allow(unsafe_code)]
+    // SAFETY: AVX-512F (checked by `plan`, the only way here); `a` holds `rows × k` and `b`
+    // `k × n` elements, `bias` (if any) `n`; `z` has room for `rows × n`, which the product
+    // writes in full — after which it is initialized and may be viewed as `f32`.
+    unsafe {
+        let ops = operands(a, b, bias, z.as_mut_ptr().cast(), k, n);
+        small::avx512::product::<false, false>(rows, n, k, ops);
+        std::slice::from_raw_parts_mut(z.as_mut_ptr().cast::<f32>(), z.len())
+    }
+}
+
 /// `a · b + bias` (bias broadcast over the rows, none: 0) as a new array written once, if
 /// the product is thin; `None` otherwise. Shapes are checked by the caller.
 pub(super) fn try_new(
@@ -147,28 +172,17 @@ pub(super) fn try_new(
         n,
         parallel,
         |i, out| {
-            let rows = out.len() / n;
-            let a = &a[i * ROW_CHUNK * k..][..rows * k];
-            #[allow(unsafe_code)]
-            // SAFETY: AVX-512F (checked by `plan`); `a` holds `rows × k` and `bs` `k × n`
-            // elements, `bias` (if not null) `n`; `out` has room for `rows × n`, only written.
-            unsafe {
-                let ops = operands(a, &bs, bias, out.as_mut_ptr().cast(), k, n);
-                small::avx512::product::<false, false>(rows, n, k, ops);
-            }
+            new_chunk(a, &bs, bias, (i, k, n), out);
         },
     );
     #[allow(unsafe_code)]
-    // SAFETY: the chunks cover the first `m · n` elements, and the product wrote every
-    // element of every chunk (all rows, all `n` columns).
+    // SAFETY: the chunks cover the first `m · n` elements, and `new_chunk` wrote every
+    // element of every chunk.
     unsafe {
         y.set_len(m * n);
     }
     Some(Array2::from_shape_vec((m, n), y).expect("m · n elements"))
 }
-
-/// An output element not yet written.
-type Uninit = MaybeUninit<f32>;
 
 /// [`try_new`] with an `epilogue(start, z, out)` run on each row chunk right after the chunk
 /// is computed (while it is in cache): `z` is the chunk of the product (the epilogue may
@@ -191,18 +205,11 @@ pub(super) unsafe fn try_new_then(
     let mut y: Vec<f32> = Vec::with_capacity(m * n);
     let mut second: Vec<f32> = Vec::with_capacity(m * n);
     let chunk = |(i, (z, out)): (usize, (&mut [Uninit], &mut [Uninit]))| {
-        let rows = z.len() / n;
-        let a = &a[i * ROW_CHUNK * k..][..rows * k];
-        #[allow(unsafe_code)]
-        // SAFETY: AVX-512F (checked by `plan`); `a` holds `rows × k` and `bs` `k × n`
-        // elements, `bias` (if not null) `n`; `z` has room for `rows × n`, which the product
-        // writes in full — after which it is initialized and may be viewed as `f32`.
-        let z = unsafe {
-            let ops = operands(a, &bs, bias, z.as_mut_ptr().cast(), k, n);
-            small::avx512::product::<false, false>(rows, n, k, ops);
-            std::slice::from_raw_parts_mut(z.as_mut_ptr().cast::<f32>(), z.len())
-        };
-        epilogue(i * ROW_CHUNK * n, z, out);
+        epilogue(
+            i * ROW_CHUNK * n,
+            new_chunk(a, &bs, bias, (i, k, n), z),
+            out,
+        );
     };
     let (zs, outs) = (
         &mut y.spare_capacity_mut()[..m * n],

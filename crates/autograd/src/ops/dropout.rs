@@ -169,34 +169,6 @@ impl Mask {
         }
     }
 
-    /// [`Mask::map`] of `f(z[i]).0`, while `z[i]` is replaced by `f(z[i]).1` — e.g. an
-    /// activation and, in place of its input, the derivative its backward needs, in one pass.
-    pub(crate) fn map_keep(
-        &self,
-        z: &mut [f32],
-        f: impl Fn(f32) -> (f32, f32) + Copy + Sync,
-    ) -> Vec<f32> {
-        let n = z.len();
-        let mut out = Vec::with_capacity(n);
-        let spare = &mut out.spare_capacity_mut()[..n];
-        if use_parallel(n) {
-            spare
-                .par_chunks_mut(CHUNK)
-                .zip(z.par_chunks_mut(CHUNK))
-                .enumerate()
-                .for_each(|(c, (o, z))| self.map_keep_chunk(c * CHUNK, z, o, f));
-        } else {
-            self.map_keep_chunk(0, z, spare, f);
-        }
-        #[allow(unsafe_code)]
-        // SAFETY: the capacity is `n` and `map_keep_chunk` wrote every one of the first `n`
-        // elements (the chunks of `spare` and `z` pair up exactly, both of length `n`).
-        unsafe {
-            out.set_len(n);
-        }
-        out
-    }
-
     /// `x[i] = f(x[i]) · factor(i)` in place for every element of a row-major slice (see
     /// [`Mask::map`]).
     pub(crate) fn map_in_place(&self, x: &mut [f32], f: impl Fn(f32) -> f32 + Copy + Sync) {

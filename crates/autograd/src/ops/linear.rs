@@ -11,10 +11,10 @@
 //! together with the activation (one evaluation of `Φ` and `φ` for both,
 //! [`fastmath::gelu_and_grad`]) and keeps it in the pre-activation's buffer (one extra buffer, as
 //! in the composed path, which keeps the pre-activation) — so the backward is one multiply per
-//! element, with the same bits as evaluating the derivative there. With dropout as well (the
-//! transformer's FFN, [`Var::linear_dropout`]), activation, mask and derivative run on each row
-//! chunk of a thin product right after the chunk is computed (`kernels::gemm::affine_then`), so
-//! the pre-activation is not written to memory and read back by a separate pass.
+//! element, with the same bits as evaluating the derivative there. Activation, derivative (and
+//! dropout mask, [`Var::linear_dropout`]) run on each row chunk of a thin product right after
+//! the chunk is computed (`kernels::gemm::affine_then`), so the pre-activation is not written to
+//! memory and read back by a separate pass.
 //!
 //! The result equals the composed `x.matmul_t(w) + b` followed by the activation up to float
 //! rounding (`gemm` adds the bias before the partial sums of the inner dimension instead of
@@ -23,7 +23,7 @@
 use super::dropout::Mask;
 use super::matmul::add_product;
 use crate::kernels::gemm::{affine, affine_then};
-use crate::kernels::{fastmath, use_parallel, zeros};
+use crate::kernels::{fastmath, use_parallel};
 use crate::tape::{BackwardOp, GradSink};
 use crate::{Tensor, Var};
 use ndarray::{ArrayView2, Ix1, Ix2, IxDyn};
@@ -94,20 +94,6 @@ fn relu(v: f32) -> f32 {
 /// `g = g · d` element-wise in place.
 fn multiply_in_place(g: &mut [f32], d: &[f32]) {
     zip_in_place(g, d, |g, d| *g *= d);
-}
-
-/// GELU of `z` into a new buffer, and `GELU'(z)` in place of `z`
-/// ([`fastmath::gelu_and_grad_slice`]).
-fn gelu_and_grad_in_place(z: &mut [f32]) -> Vec<f32> {
-    let mut a = zeros(z.len());
-    if use_parallel(z.len()) {
-        a.par_chunks_mut(CHUNK)
-            .zip(z.par_chunks_mut(CHUNK))
-            .for_each(|(a, z)| fastmath::gelu_and_grad_slice(z, a));
-    } else {
-        fastmath::gelu_and_grad_slice(z, &mut a);
-    }
-    a
 }
 
 /// GELU in place through a small stack buffer (the vectorized kernel needs distinct slices).
@@ -311,21 +297,22 @@ impl<'t> Var<'t> {
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
         let needs_grad = inputs.iter().any(|v| v.requires_grad());
-        // GELU with dropout and a gradient (the transformer's FFN): the activation, the mask
-        // and the derivative run on each row chunk of the product right after it is computed
-        // (in cache), writing the output and `GELU'(z)` over `z`.
-        let (mut y, fused_gelu) = match (dropout, act, b1) {
-            (Some(mask), LinearAct::Gelu, Some(b1)) if needs_grad => {
-                #[allow(unsafe_code)]
-                // SAFETY: `map_keep_chunk` writes every element of `out` (its contract).
-                let (d, a) = unsafe {
-                    affine_then(rows_view(&x_val), w2, b1, |start, z, out| {
-                        mask.map_keep_chunk(start, z, out, fastmath::gelu_and_grad);
-                    })
-                };
-                (shaped(d), Some(a))
-            }
-            _ => (shaped(affine(rows_view(&x_val), w2, b1)), None),
+        // GELU with a gradient (the transformer's FFN): the activation, the mask if any and
+        // the derivative run on each row chunk of the product right after it is computed (in
+        // cache), writing the output and `GELU'(z)` over `z`.
+        let (mut y, fused_gelu) = if act == LinearAct::Gelu && needs_grad {
+            #[allow(unsafe_code)]
+            // SAFETY: both `map_keep_chunk` and `gelu_and_grad_slice` write every element of
+            // `out` (their contracts).
+            let (d, a) = unsafe {
+                affine_then(rows_view(&x_val), w2, b1, |start, z, out| match dropout {
+                    Some(mask) => mask.map_keep_chunk(start, z, out, fastmath::gelu_and_grad),
+                    None => fastmath::gelu_and_grad_slice(z, out),
+                })
+            };
+            (shaped(d), Some(a))
+        } else {
+            (shaped(affine(rows_view(&x_val), w2, b1)), None)
         };
         let make = |saved| LinearBackward {
             x: self.id,
@@ -355,14 +342,7 @@ impl<'t> Var<'t> {
                         make(Some(Saved::Output(s)))
                     })
                 }
-                LinearAct::Gelu if needs_grad => {
-                    // (Without a bias: the same values after the whole product.)
-                    let z = y.as_slice_mut().expect("standard layout");
-                    let a = mask.map_keep(z, fastmath::gelu_and_grad);
-                    let a = Tensor::from_shape_vec(y.raw_dim(), a).expect("same element count");
-                    self.tape
-                        .record(&inputs, a, || make(Some(Saved::Derivative(y))))
-                }
+                // (With a gradient: above.)
                 LinearAct::Gelu => {
                     mask.map_in_place(y.as_slice_mut().expect("standard layout"), fastmath::gelu);
                     self.tape.record(&inputs, y, || make(None))
@@ -376,12 +356,6 @@ impl<'t> Var<'t> {
                 super::unary::record_with_output(self.tape, &inputs, y, |s| {
                     make(Some(Saved::Output(s)))
                 })
-            }
-            LinearAct::Gelu if needs_grad => {
-                let a = gelu_and_grad_in_place(y.as_slice_mut().expect("standard layout"));
-                let a = Tensor::from_shape_vec(y.raw_dim(), a).expect("same element count");
-                self.tape
-                    .record(&inputs, a, || make(Some(Saved::Derivative(y))))
             }
             LinearAct::Gelu => {
                 gelu_in_place(y.as_slice_mut().expect("standard layout"));
