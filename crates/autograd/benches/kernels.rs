@@ -244,6 +244,35 @@ fn linear_dropout(c: &mut Criterion) {
     g.finish();
 }
 
+/// Dropout alone at the FFN's hidden shape (`[25600, 256]`, p = 0.1), forward + backward: the
+/// mask's random bits for every element twice (the backward recomputes them) and two
+/// multiplies. Throughput in elements.
+fn dropout(c: &mut Criterion) {
+    use rand::SeedableRng;
+    let mut g = c.benchmark_group("dropout");
+    g.sample_size(20);
+    // As in the `closeup` binary: freed buffers stay mapped, so the timed part is not
+    // dominated by page faults on fresh 26 MB allocations.
+    closeup_autograd::kernels::alloc::retain_freed_memory();
+    let x: Tensor = randn(&[25600, 256], 12);
+    g.throughput(Throughput::Elements(x.len() as u64));
+    g.bench_function("fwd+bwd [25600,256] p=0.1", |bench| {
+        // The input and the seed gradient are copied outside the timed routine.
+        bench.iter_batched(
+            || (x.clone(), x.clone()),
+            |(input, seed)| {
+                let tape = Tape::new();
+                let xv = tape.leaf(input);
+                let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+                let y = xv.dropout(0.1, &mut rng);
+                black_box(tape.backward_with_seed(y, seed).wrt(xv).map(|t| t.len()))
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
 /// Multi-head self-attention of the reference encoder (batch 256, 100 tokens, 64 wide, 4 heads,
 /// a key mask, dropout 0.1 on the weights), forward + backward: the fused op against the
 /// composed path it replaces. Throughput in FLOP of the four per-head products of the forward
@@ -365,6 +394,7 @@ criterion_group!(
     benches,
     sparse_relu_input,
     linear_dropout,
+    dropout,
     matmul,
     thin_products,
     small_matmul,
